@@ -1,0 +1,253 @@
+"""The `failover_settings:` section of LiteLLM's config.yaml, validated with pydantic.
+
+Loading never half-works: any problem raises `ConfigError` whose message names the field
+(`failover_settings.routes.chat.policy: ...`), and the proxy refuses to start with it.
+API key values are `SecretStr`: they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .conditions import DEFAULT_FALLBACK, Conditions
+from .policies import POLICIES
+
+SECTION = "failover_settings"
+ENV_PREFIX = "os.environ/"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ConfigError(ValueError):
+    """failover_settings is invalid. The message names every bad field."""
+
+
+def _conditions(value: Any) -> Conditions:
+    if isinstance(value, Conditions):
+        return value
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("must be a non-empty list of status codes and kinds")
+    return Conditions.parse(value)
+
+
+ConditionList = Annotated[
+    Conditions,
+    PlainValidator(_conditions),
+    PlainSerializer(lambda c: c.describe(), return_type=list),
+]
+
+
+def _check_name(what: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} must start with a letter or digit and use only letters, "
+            "digits, '_', '-' and '.'"
+        )
+    return name
+
+
+def resolve_secret(value: str) -> str:
+    """`os.environ/NAME` -> the variable's value; anything else is taken as written."""
+    if value.startswith(ENV_PREFIX):
+        var = value[len(ENV_PREFIX) :]
+        resolved = os.environ.get(var)
+        if not resolved:
+            raise ValueError(f"environment variable {var} is not set")
+        return resolved
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend(_Model):
+    provider: str = Field(min_length=1)
+    api_base: str | None = None
+    api_keys: dict[str, SecretStr]
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        if isinstance(value, list):  # plain list: name them key1, key2, ...
+            value = {f"key{i + 1}": v for i, v in enumerate(value)}
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError("must name at least one key, e.g. {k1: os.environ/MY_KEY}")
+        out: dict[str, SecretStr] = {}
+        for name, raw in value.items():
+            _check_name("key", str(name))
+            if not isinstance(raw, str) or not raw:
+                raise ValueError(f"key {name!r} must be a non-empty string")
+            try:
+                out[str(name)] = SecretStr(resolve_secret(raw))
+            except ValueError as e:
+                raise ValueError(f"key {name!r}: {e}") from None
+        return out
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for forbidden in ("model", "api_key"):
+            if forbidden in value:
+                raise ValueError(f"{forbidden!r} is set by the plugin; use provider/api_keys instead")
+        return value
+
+
+class Element(_Model):
+    element: str
+    catch: ConditionList | None = None
+    fallback_status_codes: ConditionList | None = None
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("element")
+    @classmethod
+    def _element(cls, value: str) -> str:
+        backend, sep, model = value.partition(":")
+        if not sep or not backend or not model:
+            raise ValueError(f"{value!r} must be 'backend:model'")
+        _check_name("backend", backend)
+        return value
+
+    @property
+    def backend(self) -> str:
+        return self.element.partition(":")[0]
+
+    @property
+    def model(self) -> str:
+        return self.element.partition(":")[2]
+
+
+class Route(_Model):
+    policy: str = "m"
+    elements: list[Element] = Field(min_length=1)
+    fallback_status_codes: ConditionList | None = None
+    enabled: bool = True
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in POLICIES:
+            raise ValueError(f"unknown policy {value!r}; one of: {', '.join(POLICIES)}")
+        return value
+
+    @field_validator("elements", mode="before")
+    @classmethod
+    def _elements(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [{"element": v} if isinstance(v, str) else v for v in value]
+
+    @field_validator("elements")
+    @classmethod
+    def _unique(cls, value: list[Element]) -> list[Element]:
+        seen: set[str] = set()
+        for e in value:
+            if e.element in seen:
+                raise ValueError(f"element {e.element!r} is listed twice")
+            seen.add(e.element)
+        return value
+
+
+class Defaults(_Model):
+    fallback_status_codes: ConditionList = DEFAULT_FALLBACK
+
+
+class FailoverSettings(_Model):
+    defaults: Defaults = Field(default_factory=Defaults)
+    backends: dict[str, Backend] = Field(min_length=1)
+    routes: dict[str, Route] = Field(min_length=1)
+    model_fallback_status_codes: dict[str, ConditionList] = Field(default_factory=dict)
+
+    @field_validator("backends")
+    @classmethod
+    def _backend_names(cls, value: dict[str, Backend]) -> dict[str, Backend]:
+        for name in value:
+            _check_name("backend", name)
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, value: dict[str, Route]) -> dict[str, Route]:
+        for name in value:
+            if not name or "/" in name or name != name.strip():
+                raise ValueError(f"route name {name!r} must be non-empty, without '/' or outer spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> FailoverSettings:
+        problems: list[str] = []
+        elements: set[str] = set()
+        for rname, route in self.routes.items():
+            for i, e in enumerate(route.elements):
+                elements.add(e.element)
+                if e.backend not in self.backends:
+                    problems.append(
+                        f"routes.{rname}.elements.{i}: unknown backend {e.backend!r} "
+                        f"(backends: {', '.join(self.backends)})"
+                    )
+        for key in self.model_fallback_status_codes:
+            if key not in elements:
+                problems.append(f"model_fallback_status_codes.{key}: not an element of any route")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def conditions_for(self, route: str, element: Element) -> Conditions:
+        """The fall-over list for one element of a route: element, model, route, defaults."""
+        if element.fallback_status_codes is not None:
+            return element.fallback_status_codes
+        if element.element in self.model_fallback_status_codes:
+            return self.model_fallback_status_codes[element.element]
+        route_codes = self.routes[route].fallback_status_codes
+        if route_codes is not None:
+            return route_codes
+        return self.defaults.fallback_status_codes
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in (SECTION, *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "invalid failover_settings:\n  " + "\n  ".join(lines)
+
+
+def parse_settings(section: Any) -> FailoverSettings:
+    """Validate a `failover_settings` mapping. Raises ConfigError naming each bad field."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{SECTION} must be a mapping, got {type(section).__name__}")
+    try:
+        return FailoverSettings.model_validate(dict(section))
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:
+    """Read `failover_settings` from a LiteLLM config.yaml."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    if not isinstance(document, Mapping) or SECTION not in document:
+        raise ConfigError(f"{path} has no {SECTION}: section")
+    return parse_settings(document[SECTION])

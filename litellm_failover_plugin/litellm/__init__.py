@@ -1,0 +1,6 @@
+"""The only place that imports litellm: the proxy plugin, the attempt loop, translations."""
+
+from .plugin import FailoverPlugin, attach, proxy_plugin
+from .runner import FailoverRunner, install
+
+__all__ = ["FailoverPlugin", "FailoverRunner", "attach", "install", "proxy_plugin"]

@@ -1,0 +1,129 @@
+"""The CustomLogger the proxy loads from `litellm_settings.callbacks`.
+
+The proxy resolves `litellm_failover_plugin.plugin` while it loads config.yaml, before its
+router exists. `proxy_plugin()` then reads and validates `failover_settings` from the same
+file (a bad section stops start-up with a message naming the field) and installs the routes
+as soon as the router is up. Every request re-checks the install (one dict lookup), so a
+router rebuilt through the admin API gets the routes back on its next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+
+from ..config import ConfigError, FailoverSettings, load_settings
+from .runner import METADATA_KEY, install, installed_runner
+
+log = logging.getLogger("litellm_failover_plugin")
+
+_ROUTER_WAIT_S = 300.0
+_ROUTER_POLL_S = 0.05
+
+
+def _live_router() -> litellm.Router | None:
+    from litellm.proxy import proxy_server
+
+    return proxy_server.llm_router
+
+
+class FailoverPlugin(CustomLogger):
+    """Installs failover routes on the proxy's router and reports them in response headers."""
+
+    def __init__(self, settings: FailoverSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._startup: asyncio.Task[None] | None = None
+
+    def ensure_installed(self) -> None:
+        router = _live_router()
+        if router is not None and installed_runner(router) is None:
+            install(router, self.settings)
+
+    def start(self) -> None:
+        """Install as soon as the proxy's router exists (called once, from the proxy's loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the first request installs
+        self._startup = loop.create_task(self._install_when_ready())
+
+    async def _install_when_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ROUTER_WAIT_S
+        while _live_router() is None and loop.time() < deadline:
+            await asyncio.sleep(_ROUTER_POLL_S)
+        try:
+            self.ensure_installed()
+        except ConfigError as e:
+            log.error("%s", e)
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any] | None:
+        self.ensure_installed()
+        return None
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: object,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, object] | None = None,
+    ) -> dict[str, str] | None:
+        for bucket in ("metadata", "litellm_metadata"):
+            md = data.get(bucket)
+            if isinstance(md, dict) and isinstance(md.get(METADATA_KEY), dict):
+                headers = md[METADATA_KEY].get("headers")
+                return dict(headers) if isinstance(headers, dict) else None
+        return None
+
+
+_proxy_plugin: FailoverPlugin | None = None
+
+
+def _config_path() -> str:
+    from litellm.proxy import proxy_server
+
+    path = proxy_server.user_config_file_path or os.environ.get("CONFIG_FILE_PATH")
+    if not path:
+        raise ConfigError(
+            "litellm_failover_plugin.plugin is loaded by the LiteLLM proxy from its config.yaml; "
+            "no config file path is known (start the proxy with --config)"
+        )
+    return str(path)
+
+
+def proxy_plugin() -> FailoverPlugin:
+    """The one plugin instance of this proxy process, built from the proxy's config file."""
+    global _proxy_plugin
+    if _proxy_plugin is None:
+        try:
+            settings = load_settings(_config_path())
+        except ConfigError as e:
+            log.error("litellm_failover_plugin: the proxy cannot start: %s", e)
+            raise
+        _proxy_plugin = FailoverPlugin(settings)
+        _proxy_plugin.start()
+    return _proxy_plugin
+
+
+def attach(router: litellm.Router, settings: FailoverSettings | dict[str, Any] | str | os.PathLike[str]) -> None:
+    """Attach failover routes to a `litellm.Router` used from Python (no proxy).
+
+    `settings` is a FailoverSettings, the `failover_settings` mapping, or a config.yaml path.
+    Afterwards `await router.acompletion(model="<route>", ...)` fails over like the proxy does.
+    """
+    from ..config import parse_settings
+
+    if isinstance(settings, dict):
+        settings = parse_settings(settings)
+    elif not isinstance(settings, FailoverSettings):
+        settings = load_settings(settings)
+    install(router, settings)

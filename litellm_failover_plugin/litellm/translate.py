@@ -1,0 +1,134 @@
+"""LiteLLM's values into ours and back: exceptions -> Failure, routes -> deployments, headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+import openai
+from litellm import exceptions as llm_errors
+
+from ..conditions import Failure, Kind
+from ..config import FailoverSettings
+from ..routing import Candidate, RoutePlan
+
+_QUOTA = re.compile(r"quota|billing|insufficient_quota|credit balance|exceeded your current", re.I)
+_REASON_LIMIT = 160
+
+HEADER_PREFIX = "x-failover-"
+
+
+class Redactor:
+    """Replaces every configured API key value in a text with '***'."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # longest first, so a key that contains another is replaced whole
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, "***")
+        return text
+
+    @classmethod
+    def for_settings(cls, settings: FailoverSettings) -> Redactor:
+        return cls(k.get_secret_value() for b in settings.backends.values() for k in b.api_keys.values())
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers: Mapping[str, Any] | None = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000.0
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None  # an HTTP date or garbage: the breaker's own cooldown applies
+
+
+_TIMEOUTS = (llm_errors.Timeout, openai.APITimeoutError, httpx.TimeoutException, TimeoutError)
+_NETWORK = (openai.APIConnectionError, httpx.NetworkError, ConnectionError)
+
+
+def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
+    """The exception and what caused it: LiteLLM wraps a refused connection in a 500."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < limit:
+        e = todo.pop(0)
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "original_exception", None)]
+    return seen
+
+
+def classify(exc: BaseException, redact: Redactor) -> Failure:
+    """What kind of failure an exception from one upstream attempt is."""
+    if isinstance(exc, llm_errors.MidStreamFallbackError) and exc.original_exception is not None:
+        exc = exc.original_exception
+    message = str(getattr(exc, "message", None) or exc)
+    reason = redact(" ".join(message.split()))[:_REASON_LIMIT]
+    chain = _chain(exc)
+    # a timeout is also an APIConnectionError to openai: look for timeouts first
+    if any(isinstance(e, _TIMEOUTS) for e in chain):
+        return Failure(None, Kind.TIMEOUT, reason)
+    if any(isinstance(e, _NETWORK) for e in chain):
+        return Failure(None, Kind.NETWORK, reason)
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        return Failure(None, None, reason)
+    quota = status in (402, 403, 429) and bool(_QUOTA.search(message))
+    return Failure(status, Kind.QUOTA if quota else None, reason, _retry_after(exc))
+
+
+def build_deployments(settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> list[dict[str, Any]]:
+    """One LiteLLM deployment per (route, backend:model, key) in a plan, with a stable id."""
+    deployments = []
+    for plan in plans.values():
+        route = settings.routes[plan.name]
+        for c in plan.candidates:
+            backend = settings.backends[c.backend]
+            params: dict[str, Any] = {"model": f"{backend.provider}/{c.model}"}
+            if backend.api_base:
+                params["api_base"] = backend.api_base
+            params.update(backend.litellm_params)
+            params.update(route.elements[c.element_index].litellm_params)
+            # one attempt is one upstream call: no SDK retries, no litellm retries inside it
+            params["max_retries"] = 0
+            params.pop("num_retries", None)
+            params["api_key"] = backend.api_keys[c.key].get_secret_value()
+            deployments.append(
+                {
+                    "model_name": plan.name,
+                    "litellm_params": params,
+                    "model_info": {
+                        "id": c.deployment_id,
+                        "failover_route": plan.name,
+                        "failover_backend": c.backend,
+                        "failover_model": c.model,
+                        "failover_key": c.key,
+                    },
+                }
+            )
+    return deployments
+
+
+def response_headers(route: str, served: Candidate | None, calls: int) -> dict[str, str]:
+    """The x-failover-* headers: who served (or last failed) this request, and after how many calls."""
+    return {
+        f"{HEADER_PREFIX}route": route,
+        f"{HEADER_PREFIX}backend": served.backend if served else "",
+        f"{HEADER_PREFIX}model": served.model if served else "",
+        f"{HEADER_PREFIX}key": served.key if served else "",
+        f"{HEADER_PREFIX}attempts": str(calls),
+    }

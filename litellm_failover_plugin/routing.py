@@ -1,0 +1,173 @@
+"""Which deployment next: the one file that decides.
+
+`compile_routes` turns validated settings into one `RoutePlan` per route: its candidates
+(backend, model, key) in policy order, each with the conditions that apply to it. A
+`FailoverRun` walks a plan for one request: it skips what is unavailable or not wanted for the
+last failure, and judges each failure. Pure: no litellm, no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+
+from .conditions import Conditions, Failure, falls_over
+from .config import FailoverSettings
+from .policies import POLICIES, ElementKeys
+
+
+def deployment_id(route: str, element: str, key: str) -> str:
+    """Stable LiteLLM deployment id of one (route, backend:model, key)."""
+    return f"{route}/{element}/{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    route: str
+    element: str  # "backend:model"
+    backend: str
+    model: str
+    key: str  # the key's name, never its value
+    deployment_id: str
+    element_index: int
+    falls_over: Conditions  # failures of this candidate that move on to the next one
+    catch: Conditions | None  # only try this candidate after a failure matching these
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    name: str
+    policy: str
+    enabled: bool
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def deployment_ids(self) -> tuple[str, ...]:
+        return tuple(c.deployment_id for c in self.candidates)
+
+
+def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
+    plans: dict[str, RoutePlan] = {}
+    for name, route in settings.routes.items():
+        keys = [list(settings.backends[e.backend].api_keys) for e in route.elements]
+        shape = [ElementKeys(e.element, len(k)) for e, k in zip(route.elements, keys)]
+        candidates = []
+        for ei, ki in POLICIES[route.policy](shape):
+            e = route.elements[ei]
+            candidates.append(
+                Candidate(
+                    route=name,
+                    element=e.element,
+                    backend=e.backend,
+                    model=e.model,
+                    key=keys[ei][ki],
+                    deployment_id=deployment_id(name, e.element, keys[ei][ki]),
+                    element_index=ei,
+                    falls_over=settings.conditions_for(name, e),
+                    catch=e.catch,
+                )
+            )
+        plans[name] = RoutePlan(name, route.policy, route.enabled, tuple(candidates))
+    return plans
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    FAILED_OVER = "failed_over"  # failed with a listed failure; moved on
+    RETURNED = "returned"  # failed with an unlisted failure; returned to the client as is
+    SKIPPED_UNAVAILABLE = "skipped_unavailable"  # cooling down (LiteLLM) or otherwise not callable
+    SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
+
+    @property
+    def called(self) -> bool:
+        return self in (Outcome.SUCCESS, Outcome.FAILED_OVER, Outcome.RETURNED)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    candidate: Candidate
+    outcome: Outcome
+    failure: Failure | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        c, f = self.candidate, self.failure
+        return {
+            "backend": c.backend,
+            "model": c.model,
+            "key": c.key,
+            "status": f.status if f is not None else None,
+            "outcome": self.outcome.value,
+            "reason": f.reason if f is not None else "",
+        }
+
+    def summary(self) -> str:
+        c = self.candidate
+        detail = self.failure.label if self.failure is not None else self.outcome.value
+        if self.outcome in (Outcome.SKIPPED_UNAVAILABLE, Outcome.SKIPPED_CATCH):
+            detail = self.outcome.value
+        return f"{c.element}/{c.key}={detail}"
+
+
+class Verdict(enum.Enum):
+    NEXT = "next"  # try the next candidate
+    RETURN = "return"  # hand this failure back to the client
+
+
+@dataclass
+class FailoverRun:
+    """One request's walk through a plan.
+
+    `unavailable` holds the deployment ids known not to take calls right now (LiteLLM
+    cooldowns); they are skipped and listed, costing no upstream call.
+    """
+
+    plan: RoutePlan
+    unavailable: Collection[str] = frozenset()
+    attempts: list[Attempt] = field(default_factory=list)
+    _last_failure: Failure | None = None
+    _position: int = 0
+
+    @property
+    def calls(self) -> int:
+        return sum(1 for a in self.attempts if a.outcome.called)
+
+    @property
+    def last_failure(self) -> Failure | None:
+        return self._last_failure
+
+    def candidates(self) -> Iterator[Candidate]:
+        """The candidates to call, in order; stops once one succeeded or must return."""
+        candidates = self.plan.candidates
+        while self._position < len(candidates):
+            if not self.plan.enabled and self.calls >= 1:
+                return
+            c = candidates[self._position]
+            self._position += 1
+            if c.deployment_id in self.unavailable:
+                self.attempts.append(Attempt(c, Outcome.SKIPPED_UNAVAILABLE))
+                continue
+            last = self._last_failure
+            if c.catch is not None and last is not None and not c.catch.matches(last):
+                self.attempts.append(Attempt(c, Outcome.SKIPPED_CATCH))
+                continue
+            yield c
+            if self.attempts and self.attempts[-1].outcome in (Outcome.SUCCESS, Outcome.RETURNED):
+                return
+
+    def failed(self, candidate: Candidate, failure: Failure) -> Verdict:
+        if falls_over(failure, candidate.falls_over):
+            self.attempts.append(Attempt(candidate, Outcome.FAILED_OVER, failure))
+            self._last_failure = failure
+            return Verdict.NEXT
+        self.attempts.append(Attempt(candidate, Outcome.RETURNED, failure))
+        return Verdict.RETURN
+
+    def succeeded(self, candidate: Candidate) -> None:
+        self.attempts.append(Attempt(candidate, Outcome.SUCCESS))
+
+    def exhausted_status(self) -> int:
+        """HTTP status for the exhausted error: the last attempt's, 503 when it had none."""
+        if self._last_failure is not None and self._last_failure.status is not None:
+            return self._last_failure.status
+        return 503

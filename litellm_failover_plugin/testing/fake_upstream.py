@@ -1,0 +1,239 @@
+"""A fake OpenAI-compatible upstream on 127.0.0.1, for tests, the demo and the benchmarks.
+
+It answers `/v1/chat/completions` (plain and streamed) in well under a millisecond, records
+every request it receives (key, model, stream, time), and does what it is told per API key:
+answer, fail with a status, or wait. It can stop listening and listen again on the same port,
+which is what a scaled-down model server looks like to a client (connection refused).
+
+Use it in-process (`FakeUpstream(...).start()`, it runs its own loop in a thread) or as a
+process: `python -m litellm_failover_plugin.testing.fake_upstream --port 9101 --name primary`,
+steered through `POST /_control` and read through `GET /_requests`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Behavior:
+    status: int = 200
+    delay_s: float = 0.0
+    message: str = ""
+    retry_after_s: float | None = None
+    error_type: str = "server_error"
+
+
+@dataclass(frozen=True)
+class Received:
+    key: str
+    model: str
+    stream: bool
+    at: float
+
+
+@dataclass
+class _State:
+    name: str
+    default: Behavior = field(default_factory=Behavior)
+    by_key: dict[str, Behavior] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+
+
+def _completion(name: str, model: str, key_hint: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{name}-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": f"Hello from {name}"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        "system_fingerprint": key_hint,
+    }
+
+
+def _chunk(name: str, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
+    body = {
+        "id": f"chatcmpl-{name}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def build_app(state: _State) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        auth = request.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ").strip()
+        model = str(body.get("model", ""))
+        stream = bool(body.get("stream"))
+        state.received.append(Received(key, model, stream, time.time()))
+        b = state.by_key.get(key, state.default)
+        if b.delay_s:
+            await asyncio.sleep(b.delay_s)
+        if b.status != 200:
+            headers = {}
+            if b.retry_after_s is not None:
+                headers["retry-after"] = str(b.retry_after_s)
+            error = {"message": b.message or f"{state.name} says {b.status}", "type": b.error_type}
+            return web.json_response({"error": error}, status=b.status, headers=headers)
+        if not stream:
+            return web.json_response(_completion(state.name, model, key[-2:]))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(state.name, model, {"role": "assistant", "content": "Hello "}, None))
+        await resp.write(_chunk(state.name, model, {"content": f"from {state.name}"}, None))
+        await resp.write(_chunk(state.name, model, {}, "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.json()
+        if "default" in body:
+            state.default = Behavior(**body["default"])
+        for key, b in (body.get("by_key") or {}).items():
+            state.by_key[key] = Behavior(**b)
+        if body.get("clear_keys"):
+            state.by_key.clear()
+        return web.json_response({"ok": True})
+
+    async def requests_(_: web.Request) -> web.Response:
+        return web.json_response([asdict(r) for r in state.received])
+
+    async def reset(_: web.Request) -> web.Response:
+        state.received.clear()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/_control", control)
+    app.router.add_get("/_requests", requests_)
+    app.router.add_post("/_reset", reset)
+    return app
+
+
+class FakeUpstream:
+    """An in-process fake upstream on its own event loop thread."""
+
+    def __init__(self, name: str, port: int = 0) -> None:
+        self.name = name
+        self.port = port
+        self._state = _State(name)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"fake-{name}", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def received(self) -> list[Received]:
+        return list(self._state.received)
+
+    def keys_received(self) -> list[str]:
+        return [r.key for r in self._state.received]
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+
+        async def setup() -> None:
+            self._runner = web.AppRunner(build_app(self._state), access_log=None)
+            await self._runner.setup()
+
+        self._call(setup())
+        self.up()
+        return self
+
+    def up(self) -> None:
+        """Listen (again) on the same port."""
+
+        async def listen() -> None:
+            assert self._runner is not None
+            self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
+            await self._site.start()
+            server = self._site._server
+            assert server is not None and server.sockets
+            self.port = server.sockets[0].getsockname()[1]
+
+        if self._site is None:
+            self._call(listen())
+
+    def down(self) -> None:
+        """Stop listening: clients get 'connection refused', as from a scaled-down server."""
+
+        async def close() -> None:
+            if self._site is not None:
+                await self._site.stop()
+                self._site = None
+
+        self._call(close())
+
+    def set(self, behavior: Behavior | None = None, **by_key: Behavior) -> None:
+        """Default behaviour for every key, and/or per key value (`set(**{"sk-a1": Behavior(503)})`)."""
+        if behavior is not None:
+            self._state.default = behavior
+        self._state.by_key.update(by_key)
+
+    def reset(self) -> None:
+        self._state.received.clear()
+        self._state.by_key.clear()
+        self._state.default = Behavior()
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        if self._thread.is_alive():
+            self._call(cleanup())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="upstream")
+    args = parser.parse_args()
+    web.run_app(build_app(_State(args.name)), host=HOST, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

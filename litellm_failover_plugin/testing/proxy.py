@@ -1,0 +1,130 @@
+"""Start and stop a real `litellm --config` proxy process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def litellm_command() -> list[str]:
+    exe = Path(sys.executable).parent / "litellm"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("litellm")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from litellm.proxy.proxy_cli import run_server; run_server()"]
+
+
+class ProxyProcess:
+    """A LiteLLM proxy with the given config (a dict written to a temp file, or a path)."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        workers: int = 1,
+    ) -> None:
+        self.port = port or free_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="failover-proxy-")
+        if isinstance(config, dict):
+            self.config_path = Path(self._tmp.name) / "config.yaml"
+            self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        else:
+            self.config_path = Path(config)
+        self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "proxy.log"
+        self._env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})}
+        self._workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> ProxyProcess:
+        cmd = [*litellm_command(), "--config", str(self.config_path), "--host", HOST, "--port", str(self.port)]
+        if self._workers > 1:
+            cmd += ["--num_workers", str(self._workers)]
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/liveliness", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"proxy not ready after {timeout_s}s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the proxy process, from /proc (Linux)."""
+        if self.process is None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

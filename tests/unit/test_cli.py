@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from litellm_failover_plugin.__main__ import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_check_prints_the_attempt_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "failover_settings:\n"
+        "  backends:\n"
+        "    alpha: {provider: openai, api_keys: {a1: sk-1, a2: sk-2}}\n"
+        "    beta: {provider: openai, api_keys: {b1: sk-3, b2: sk-4}}\n"
+        "  routes:\n"
+        "    chat: {policy: mk, elements: ['alpha:gpt-x', 'beta:gpt-y']}\n"
+    )
+    assert main(["check", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    order = [line.split(". ", 1)[1].split("  ")[0] for line in out.splitlines() if ". " in line]
+    assert order == ["alpha:gpt-x key a1", "beta:gpt-y key b1", "alpha:gpt-x key a2", "beta:gpt-y key b2"]
+    assert "sk-" not in out
+
+
+def test_check_reports_bad_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "failover_settings:\n  backends:\n    a: {provider: openai, api_keys: {k: sk-1}}\n"
+        "  routes:\n    r: {policy: nope, elements: ['a:m']}\n"
+    )
+    assert main(["check", "--config", str(cfg)]) == 1
+    assert "failover_settings.routes.r.policy" in capsys.readouterr().err
+
+
+def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_KEY_MAIN", "OPENAI_KEY_SPARE", "OPENROUTER_KEY"):
+        monkeypatch.setenv(var, "sk-example")
+    assert main(["check", "--config", str(CONFIGS / "example.yaml")]) == 0

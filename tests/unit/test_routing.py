@@ -1,0 +1,150 @@
+from typing import Any
+
+import pytest
+
+from litellm_failover_plugin.conditions import Failure, Kind
+from litellm_failover_plugin.config import parse_settings
+from litellm_failover_plugin.errors import FailoverExhausted
+from litellm_failover_plugin.routing import FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
+
+
+def plan_for(route: dict[str, Any], **extra: Any) -> RoutePlan:
+    section = {
+        "backends": {
+            "alpha": {"provider": "openai", "api_keys": {"a1": "sk-a1", "a2": "sk-a2"}},
+            "beta": {"provider": "openai", "api_keys": {"b1": "sk-b1", "b2": "sk-b2"}},
+        },
+        "routes": {"chat": route},
+        **extra,
+    }
+    return compile_routes(parse_settings(section))["chat"]
+
+
+def walk(run: FailoverRun, outcomes: dict[str, Failure | None]) -> list[str]:
+    """Drive a run: each called candidate (by key name) fails as given, or succeeds."""
+    called = []
+    for c in run.candidates():
+        called.append(c.key)
+        failure = outcomes.get(c.key)
+        if failure is None:
+            run.succeeded(c)
+        else:
+            run.failed(c, failure)
+    return called
+
+
+def test_plan_ids_are_stable_and_name_the_key() -> None:
+    plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    assert plan.deployment_ids == (
+        "chat/alpha:gpt-x/a1",
+        "chat/beta:gpt-y/b1",
+        "chat/alpha:gpt-x/a2",
+        "chat/beta:gpt-y/b2",
+    )
+
+
+def test_first_success_ends_the_walk() -> None:
+    run = FailoverRun(plan_for({"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]}))
+    assert walk(run, {"a1": Failure(503), "a2": Failure(429)}) == ["a1", "a2", "b1"]
+    assert [a.outcome for a in run.attempts] == [Outcome.FAILED_OVER, Outcome.FAILED_OVER, Outcome.SUCCESS]
+    assert run.calls == 3
+
+
+def test_unlisted_status_returns_at_once() -> None:
+    run = FailoverRun(plan_for({"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]}))
+    assert walk(run, {"a1": Failure(400)}) == ["a1"]
+    assert run.attempts[-1].outcome is Outcome.RETURNED
+
+
+def test_verdicts() -> None:
+    plan = plan_for({"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"], "fallback_status_codes": [429]})
+    run = FailoverRun(plan)
+    first = next(run.candidates())
+    assert run.failed(first, Failure(429)) is Verdict.NEXT
+    run = FailoverRun(plan)
+    first = next(run.candidates())
+    assert run.failed(first, Failure(503)) is Verdict.RETURN
+
+
+def test_unavailable_candidates_are_skipped_and_listed() -> None:
+    plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan, unavailable={"chat/alpha:gpt-x/a1", "chat/beta:gpt-y/b1"})
+    assert walk(run, {}) == ["a2"]
+    assert [a.outcome for a in run.attempts] == [
+        Outcome.SKIPPED_UNAVAILABLE,
+        Outcome.SKIPPED_UNAVAILABLE,
+        Outcome.SUCCESS,
+    ]
+    assert run.calls == 1
+
+
+def test_catch_skips_an_element_the_failure_does_not_name() -> None:
+    plan = plan_for(
+        {
+            "policy": "m",
+            "elements": [
+                "alpha:gpt-x",
+                {"element": "beta:gpt-y", "catch": ["rate_limit"]},
+            ],
+        }
+    )
+    run = FailoverRun(plan)
+    assert walk(run, {"a1": Failure(503)}) == ["a1"]
+    assert run.attempts[-1].outcome is Outcome.SKIPPED_CATCH
+    run = FailoverRun(plan)
+    assert walk(run, {"a1": Failure(429)}) == ["a1", "b1"]
+
+
+def test_catch_all_catches_anything_listed_to_fall_over() -> None:
+    plan = plan_for({"policy": "m", "elements": ["alpha:gpt-x", {"element": "beta:gpt-y", "catch": ["all"]}]})
+    run = FailoverRun(plan)
+    assert walk(run, {"a1": Failure(None, Kind.NETWORK)}) == ["a1", "b1"]
+
+
+def test_disabled_route_makes_only_the_first_attempt() -> None:
+    plan = plan_for({"policy": "km", "enabled": False, "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan)
+    assert walk(run, {"a1": Failure(503)}) == ["a1"]
+    assert run.exhausted_status() == 503
+
+
+def test_disabled_route_first_attempt_is_the_first_available() -> None:
+    plan = plan_for({"policy": "km", "enabled": False, "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan, unavailable={"chat/alpha:gpt-x/a1"})
+    assert walk(run, {"a2": Failure(503)}) == ["a2"]
+
+
+@pytest.mark.parametrize(
+    ("last", "status"),
+    [(Failure(429), 429), (Failure(502), 502), (Failure(None, Kind.TIMEOUT), 503)],
+)
+def test_exhausted_status_is_the_last_attempts(last: Failure, status: int) -> None:
+    run = FailoverRun(plan_for({"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}))
+    assert walk(run, {"a1": Failure(500), "b1": last}) == ["a1", "b1"]
+    assert run.exhausted_status() == status
+
+
+def test_nothing_callable_is_a_503() -> None:
+    plan = plan_for({"policy": "k", "elements": ["alpha:gpt-x"]})
+    run = FailoverRun(plan, unavailable=set(plan.deployment_ids))
+    assert walk(run, {}) == []
+    assert run.exhausted_status() == 503 and run.calls == 0
+
+
+def test_exhausted_error_lists_every_attempt_without_secrets() -> None:
+    plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan, unavailable={"chat/beta:gpt-y/b1"})
+    walk(run, {"a1": Failure(503, reason="down"), "a2": Failure(429), "b2": Failure(None, Kind.TIMEOUT)})
+    err = FailoverExhausted("chat", run.attempts, run.exhausted_status())
+    body = err.to_openai_error()["error"]
+    assert isinstance(body, dict)
+    assert body["type"] == "failover_exhausted" and body["code"] == "503"
+    assert [(a["key"], a["status"], a["outcome"]) for a in body["attempts"]] == [
+        ("a1", 503, "failed_over"),
+        ("b1", None, "skipped_unavailable"),
+        ("a2", 429, "failed_over"),
+        ("b2", None, "failed_over"),
+    ]
+    assert body["attempts"][0]["reason"] == "down"
+    assert "3 upstream call(s)" in err.message
+    assert "sk-" not in repr(body) and "sk-" not in err.message
