@@ -73,7 +73,7 @@ class UpstreamProcess:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "litellm_failover_plugin.testing.fake_upstream"]
+        cmd = [sys.executable, "-m", "litellm_failover_plugin.testing"]
         cmd += ["--port", str(self.port), "--name", self.name]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_for_port(self.port, 15):

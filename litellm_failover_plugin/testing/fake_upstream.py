@@ -6,7 +6,7 @@ answer, fail with a status, or wait. It can stop listening and listen again on t
 which is what a scaled-down model server looks like to a client (connection refused).
 
 Use it in-process (`FakeUpstream(...).start()`, it runs its own loop in a thread) or as a
-process: `python -m litellm_failover_plugin.testing.fake_upstream --port 9101 --name primary`,
+process: `python -m litellm_failover_plugin.testing --port 9101 --name primary`,
 steered through `POST /_control` and read through `GET /_requests`.
 """
 
