@@ -32,6 +32,7 @@ class Behavior:
     message: str = ""
     retry_after_s: float | None = None
     error_type: str = "server_error"
+    break_stream: bool = False  # streams only: answer 200, then drop the connection before any chunk
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ def build_app(state: _State) -> web.Application:
             return web.json_response(_completion(state.name, model, key[-2:]))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if b.break_stream:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         await resp.write(_chunk(state.name, model, {"role": "assistant", "content": "Hello "}, None))
         await resp.write(_chunk(state.name, model, {"content": f"from {state.name}"}, None))
         await resp.write(_chunk(state.name, model, {}, "stop"))

@@ -192,3 +192,35 @@ async def test_route_name_clashing_with_model_list_is_refused(upstream: FakeUpst
     )
     with pytest.raises(ValueError, match="also a model_name"):
         attach(router, settings(upstream, policy="m"))
+
+
+async def test_stream_that_breaks_before_its_first_chunk_fails_over(upstream: FakeUpstream) -> None:
+    router = make_router(upstream, policy="m")
+    upstream.set(**{KEYS["a1"]: Behavior(break_stream=True)})
+    stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])
+    assert text == "Hello from shared"
+    assert called(upstream) == ["a1:gpt-x", "b1:gpt-y"]
+
+
+async def test_a_rebuilt_proxy_router_gets_the_routes_back(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.proxy import proxy_server
+
+    from litellm_failover_plugin.config import parse_settings
+    from litellm_failover_plugin.litellm import FailoverPlugin
+
+    plugin = FailoverPlugin(parse_settings(settings(upstream, policy="m")))
+    first = litellm.Router(model_list=[], disable_cooldowns=True)
+    monkeypatch.setattr(proxy_server, "llm_router", first)
+    await plugin.async_pre_call_hook(None, None, {}, "acompletion")
+    assert "chat" in first.model_names
+    first.update_settings(num_retries=2)  # LiteLLM's admin path: the routes stay
+    assert (await first.acompletion(model="chat", messages=MESSAGES)).choices[0].message.content
+
+    rebuilt = litellm.Router(model_list=[], disable_cooldowns=True)  # e.g. config reloaded
+    monkeypatch.setattr(proxy_server, "llm_router", rebuilt)
+    assert "chat" not in rebuilt.model_names
+    await plugin.async_pre_call_hook(None, None, {}, "acompletion")
+    upstream.set(**{KEYS["a1"]: Behavior(503)})
+    response = await rebuilt.acompletion(model="chat", messages=MESSAGES)
+    assert response._hidden_params["additional_headers"]["x-failover-key"] == "b1"
