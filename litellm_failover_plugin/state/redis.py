@@ -1,0 +1,80 @@
+"""Breaker state in Redis, shared by every proxy replica.
+
+Each update is one optimistic transaction (WATCH the key, compute the new breaker with the same
+pure function the memory store uses, MULTI/SET/EXEC, retry if another replica got there first),
+so no transition logic is duplicated in Lua. A breaker that is plainly closed is deleted; the
+others expire `ttl_s` after their last change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from ..breaker import Breaker
+from .base import Update, decode, encode, is_clean
+
+PREFIX = "litellm_failover:breaker:"
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 86400, prefix: str = PREFIX) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+        self._prefix = prefix
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 0.5, **kwargs: object) -> RedisStore:
+        client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return cls(client, **kwargs)  # type: ignore[arg-type]
+
+    def _key(self, id: str) -> str:
+        return self._prefix + id
+
+    async def get_many(self, ids: Sequence[str]) -> list[Breaker]:
+        if not ids:
+            return []
+        raw = await self._redis.mget([self._key(i) for i in ids])
+        return [decode(r) for r in raw]
+
+    async def update(self, id: str, fn: Update) -> tuple[Breaker, Breaker]:
+        # one writer per key inside this process (one lock per deployment id, a bounded set);
+        # other replicas are handled by WATCH
+        async with self._locks.setdefault(id, asyncio.Lock()):
+            return await self._transaction(id, fn)
+
+    async def _transaction(self, id: str, fn: Update) -> tuple[Breaker, Breaker]:
+        key = self._key(id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for attempt in range(100):
+                try:
+                    await pipe.watch(key)
+                    old = decode(await pipe.get(key))
+                    new = fn(old)
+                    pipe.multi()
+                    if is_clean(new):
+                        pipe.delete(key)
+                    else:
+                        pipe.set(key, encode(new), ex=self._ttl_s)
+                    await pipe.execute()
+                    return old, new
+                except WatchError:
+                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
+        raise RuntimeError(f"breaker {id}: too much contention on {key}")
+
+    async def items(self) -> dict[str, Breaker]:
+        out: dict[str, Breaker] = {}
+        async for key in self._redis.scan_iter(match=self._prefix + "*", count=500):
+            raw = await self._redis.get(key)
+            if raw is not None:
+                name = key.decode() if isinstance(key, bytes) else key
+                out[name[len(self._prefix) :]] = decode(raw)
+        return out
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

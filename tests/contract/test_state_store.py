@@ -1,0 +1,113 @@
+"""One contract, every store: the same tests on the memory store and on a real redis-server."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import pytest
+
+from litellm_failover_plugin.breaker import CLOSED, Access, Breaker, BreakerConfig, State, access, start_probe
+from litellm_failover_plugin.state import MemoryStore, StateStore
+from litellm_failover_plugin.state.redis import RedisStore
+from litellm_failover_plugin.state.resilient import ResilientStore
+from litellm_failover_plugin.testing import free_port
+from tests.redis_server import RedisServer
+
+CFG = BreakerConfig(probe_timeout_s=30)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port()).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def stores(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[list[StateStore]]:
+    """Two handles on one store: for Redis, two clients, as two proxy replicas would have."""
+    if request.param == "memory":
+        one = MemoryStore()
+        yield [one, one]
+        return
+    prefix = "test:" + "".join(c if c.isalnum() else "_" for c in request.node.name) + ":"
+    made = [RedisStore.from_url(redis_server.url, prefix=prefix) for _ in range(2)]
+    yield list(made)
+    for s in made:
+        await s.aclose()
+
+
+def opened(until: float) -> Breaker:
+    return Breaker(state=State.OPEN, failures=3, open_until=until, cooldown_s=10, reason="test")
+
+
+async def test_missing_is_closed(stores: list[StateStore]) -> None:
+    assert await stores[0].get_many(["a", "b"]) == [CLOSED, CLOSED]
+    assert await stores[0].get_many([]) == []
+
+
+async def test_update_returns_old_and_new_and_persists(stores: list[StateStore]) -> None:
+    old, new = await stores[0].update("a", lambda b: opened(50.0))
+    assert old == CLOSED and new == opened(50.0)
+    assert await stores[1].get_many(["x", "a"]) == [CLOSED, opened(50.0)]
+    assert (await stores[1].items()) == {"a": opened(50.0)}
+
+
+async def test_a_clean_breaker_is_not_stored(stores: list[StateStore]) -> None:
+    await stores[0].update("a", lambda b: opened(50.0))
+    await stores[0].update("a", lambda b: CLOSED)
+    assert await stores[1].items() == {}
+    assert await stores[1].get_many(["a"]) == [CLOSED]
+
+
+async def test_concurrent_updates_lose_nothing(stores: list[StateStore]) -> None:
+    def bump(b: Breaker) -> Breaker:
+        return replace(b, failures=b.failures + 1)
+
+    await asyncio.gather(*(stores[i % 2].update("n", bump) for i in range(60)))
+    [b] = await stores[0].get_many(["n"])
+    assert b.failures == 60
+
+
+async def test_only_one_replica_gets_the_half_open_probe(stores: list[StateStore]) -> None:
+    await stores[0].update("p", lambda b: opened(10.0))
+    now = 11.0
+
+    def take(b: Breaker) -> Breaker:
+        return start_probe(b, now, CFG) if access(b, now) is Access.PROBE else b
+
+    results = await asyncio.gather(*(stores[i % 2].update("p", take) for i in range(20)))
+    winners = [new for old, new in results if old.state is State.OPEN and new.state is State.HALF_OPEN]
+    assert len(winners) == 1
+    [b] = await stores[1].get_many(["p"])
+    assert b.state is State.HALF_OPEN and access(b, now + 1) is Access.SKIP
+
+
+async def test_redis_down_serves_locally_warns_once_and_resyncs(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = "test:resilient:"
+    store = ResilientStore(RedisStore.from_url(redis_server.url, prefix=prefix, timeout_s=0.2))
+    await store.update("before", lambda b: opened(5.0))
+    redis_server.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger="litellm_failover_plugin"):
+            assert await store.get_many(["before"]) == [CLOSED]  # local view: this replica knows nothing
+            await store.update("during", lambda b: opened(99.0))
+            assert await store.get_many(["during"]) == [opened(99.0)]
+            await store.update("during", lambda b: replace(b, failures=4))
+        assert store.down
+        warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        redis_server.start()
+    with caplog.at_level(logging.WARNING, logger="litellm_failover_plugin"):
+        # the restarted server kept nothing ("before" is gone); what this replica learned is written back
+        assert await store.get_many(["during", "before"]) == [replace(opened(99.0), failures=4), CLOSED]
+    assert not store.down
+    assert any("is back" in r.getMessage() for r in caplog.records)
+    other = RedisStore.from_url(redis_server.url, prefix=prefix)
+    assert await other.get_many(["during"]) == [replace(opened(99.0), failures=4)]
+    await other.aclose()
+    await store.aclose()
