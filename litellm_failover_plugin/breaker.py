@@ -85,11 +85,20 @@ def signal_of(failure: Failure, counted: bool) -> Signal:
 def access(b: Breaker, now: float) -> Access:
     if b.state is State.CLOSED:
         return Access.CALL
-    if now < b.open_until:
-        return Access.SKIP
-    if b.state is State.HALF_OPEN and now < b.probe_until:
+    if now < b.open_until or now < b.probe_until:  # cooling down, or a probe is in flight
         return Access.SKIP
     return Access.PROBE
+
+
+def hold_probe(b: Breaker, now: float, timeout_s: float) -> Breaker:
+    """Take the probe slot for a background health check; the breaker stays as it is."""
+    if b.state is State.CLOSED or now < b.probe_until:
+        return b
+    return replace(b, probe_until=now + timeout_s)
+
+
+def release_probe(b: Breaker) -> Breaker:
+    return replace(b, probe_until=0.0) if b.state is not State.CLOSED else b
 
 
 def start_probe(b: Breaker, now: float, cfg: BreakerConfig) -> Breaker:

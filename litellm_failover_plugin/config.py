@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 from typing import Annotated, Any
 
 import yaml
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .breaker import BreakerConfig
 from .conditions import DEFAULT_FALLBACK, Conditions
 from .policies import POLICIES
 
@@ -171,11 +173,56 @@ class Defaults(_Model):
     fallback_status_codes: ConditionList = DEFAULT_FALLBACK
 
 
+class BreakerSettings(_Model):
+    """Circuit breaker per deployment (backend, model, key). See breaker.py."""
+
+    enabled: bool = True
+    failure_threshold: int = Field(3, ge=1)
+    failure_rate: float | None = Field(None, gt=0, le=1)
+    window_s: float = Field(30.0, gt=0)
+    min_requests: int = Field(10, ge=1)
+    cooldown_s: float = Field(10.0, gt=0)
+    max_cooldown_s: float = Field(300.0, gt=0)
+    cooldown_multiplier: float = Field(2.0, ge=1)
+    probe_timeout_s: float = Field(30.0, gt=0)
+    quota_park_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _caps(self) -> BreakerSettings:
+        if self.max_cooldown_s < self.cooldown_s:
+            raise ValueError("max_cooldown_s must be at least cooldown_s")
+        return self
+
+    def config(self) -> BreakerConfig:
+        return BreakerConfig(**self.model_dump(exclude={"enabled"}))
+
+
+class HealthCheckSettings(_Model):
+    """Background probes of open deployments, so recovery costs no user request."""
+
+    interval_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0)
+    max_per_interval: int = Field(5, ge=1)
+
+
 class FailoverSettings(_Model):
     defaults: Defaults = Field(default_factory=Defaults)
     backends: dict[str, Backend] = Field(min_length=1)
     routes: dict[str, Route] = Field(min_length=1)
     model_fallback_status_codes: dict[str, ConditionList] = Field(default_factory=dict)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    health_checks: HealthCheckSettings | None = None
+    redis_url: str | None = None  # else router_settings.redis_host/port/password, else in memory
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = resolve_secret(value)
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return url
 
     @field_validator("backends")
     @classmethod
@@ -242,12 +289,32 @@ def parse_settings(section: Any) -> FailoverSettings:
         raise ConfigError(_format(e)) from None
 
 
+def _redis_from_router_settings(document: Mapping[str, Any]) -> str | None:
+    """LiteLLM's own Redis settings, so users configure Redis once."""
+    router = document.get("router_settings") or {}
+    if not isinstance(router, Mapping) or not router.get("redis_host"):
+        return None
+    host = resolve_secret(str(router["redis_host"]))
+    port = resolve_secret(str(router.get("redis_port", 6379)))
+    password = router.get("redis_password")
+    auth = f":{quote(resolve_secret(str(password)), safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
 def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:
-    """Read `failover_settings` from a LiteLLM config.yaml."""
+    """Read `failover_settings` from a LiteLLM config.yaml (and LiteLLM's Redis settings)."""
     try:
         document = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(document, Mapping) or SECTION not in document:
         raise ConfigError(f"{path} has no {SECTION}: section")
-    return parse_settings(document[SECTION])
+    settings = parse_settings(document[SECTION])
+    if settings.redis_url is None:
+        try:
+            url = _redis_from_router_settings(document)
+        except ValueError as e:
+            raise ConfigError(f"router_settings: {e}") from None
+        if url is not None:
+            settings = settings.model_copy(update={"redis_url": url})
+    return settings

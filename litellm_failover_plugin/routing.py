@@ -9,7 +9,7 @@ last failure, and judges each failure. Pure: no litellm, no I/O, no clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .conditions import Conditions, Failure, falls_over
@@ -76,7 +76,8 @@ class Outcome(enum.Enum):
     SUCCESS = "success"
     FAILED_OVER = "failed_over"  # failed with a listed failure; moved on
     RETURNED = "returned"  # failed with an unlisted failure; returned to the client as is
-    SKIPPED_UNAVAILABLE = "skipped_unavailable"  # cooling down (LiteLLM) or otherwise not callable
+    SKIPPED_COOLDOWN = "skipped_cooldown"  # LiteLLM has it in cooldown
+    SKIPPED_OPEN = "skipped_open"  # its circuit breaker is open (or another caller holds the probe)
     SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
 
     @property
@@ -104,7 +105,7 @@ class Attempt:
     def summary(self) -> str:
         c = self.candidate
         detail = self.failure.label if self.failure is not None else self.outcome.value
-        if self.outcome in (Outcome.SKIPPED_UNAVAILABLE, Outcome.SKIPPED_CATCH):
+        if not self.outcome.called:
             detail = self.outcome.value
         return f"{c.element}/{c.key}={detail}"
 
@@ -118,12 +119,12 @@ class Verdict(enum.Enum):
 class FailoverRun:
     """One request's walk through a plan.
 
-    `unavailable` holds the deployment ids known not to take calls right now (LiteLLM
-    cooldowns); they are skipped and listed, costing no upstream call.
+    `unavailable` maps the deployment ids known not to take calls right now to why (LiteLLM
+    cooldown, open breaker); they are skipped and listed, costing no upstream call.
     """
 
     plan: RoutePlan
-    unavailable: Collection[str] = frozenset()
+    unavailable: Mapping[str, Outcome] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     _last_failure: Failure | None = None
     _position: int = 0
@@ -144,8 +145,9 @@ class FailoverRun:
                 return
             c = candidates[self._position]
             self._position += 1
-            if c.deployment_id in self.unavailable:
-                self.attempts.append(Attempt(c, Outcome.SKIPPED_UNAVAILABLE))
+            skip = self.unavailable.get(c.deployment_id)
+            if skip is not None:
+                self.attempts.append(Attempt(c, skip))
                 continue
             last = self._last_failure
             if c.catch is not None and last is not None and not c.catch.matches(last):
@@ -154,6 +156,10 @@ class FailoverRun:
             yield c
             if self.attempts and self.attempts[-1].outcome in (Outcome.SUCCESS, Outcome.RETURNED):
                 return
+
+    def skipped(self, candidate: Candidate, outcome: Outcome) -> None:
+        """The caller found it unavailable after all (another replica took its probe)."""
+        self.attempts.append(Attempt(candidate, outcome))
 
     def failed(self, candidate: Candidate, failure: Failure) -> Verdict:
         if falls_over(failure, candidate.falls_over):

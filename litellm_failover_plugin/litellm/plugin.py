@@ -18,7 +18,12 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from ..config import ConfigError, FailoverSettings, load_settings
-from .runner import METADATA_KEY, install, installed_runner
+from ..state import MemoryStore, StateStore
+from ..state.redis import RedisStore
+from ..state.resilient import ResilientStore
+from .health import HealthChecker
+from .runner import METADATA_KEY, FailoverRunner, install, installed_runner
+from .status import status_rows
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -35,15 +40,36 @@ def _live_router() -> litellm.Router | None:
 class FailoverPlugin(CustomLogger):
     """Installs failover routes on the proxy's router and reports them in response headers."""
 
-    def __init__(self, settings: FailoverSettings) -> None:
+    def __init__(self, settings: FailoverSettings, store: StateStore | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.store = store
+        self.runner: FailoverRunner | None = None
+        self.health: HealthChecker | None = None
         self._startup: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    def _the_store(self) -> StateStore:
+        if self.store is None:
+            url = self.settings.redis_url
+            self.store = ResilientStore(RedisStore.from_url(url)) if url else MemoryStore()
+        return self.store
 
     def ensure_installed(self) -> None:
         router = _live_router()
-        if router is not None and installed_runner(router) is None:
-            install(router, self.settings)
+        if router is None or installed_runner(router) is not None:
+            return
+        self.runner = install(router, self.settings, self._the_store())
+        if self.settings.health_checks is not None:
+            if self.health is None:
+                self.health = HealthChecker(self.runner, self.settings.health_checks)
+            self.health.runner = self.runner  # a rebuilt router: keep checking the new one
+            if self._health_task is None or self._health_task.done():
+                try:
+                    self._health_task = asyncio.get_running_loop().create_task(self.health.run_forever())
+                except RuntimeError:
+                    pass  # no loop yet: the first request starts it
+        _add_status_route(self)
 
     def start(self) -> None:
         """Install as soon as the proxy's router exists (called once, from the proxy's loop)."""
@@ -62,6 +88,14 @@ class FailoverPlugin(CustomLogger):
             self.ensure_installed()
         except ConfigError as e:
             log.error("%s", e)
+
+    async def status(self) -> dict[str, Any]:
+        self.ensure_installed()
+        if self.runner is None:
+            return {"deployments": [], "store": "none"}
+        down = isinstance(self.store, ResilientStore) and self.store.down
+        kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
+        return {"store": kind, "deployments": await status_rows(self.runner)}
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
@@ -86,6 +120,28 @@ class FailoverPlugin(CustomLogger):
 
 
 _proxy_plugin: FailoverPlugin | None = None
+_status_route_added = False
+STATUS_PATH = "/failover/status"
+
+
+def _add_status_route(plugin: FailoverPlugin) -> None:
+    """GET /failover/status on the proxy, behind the proxy's own key check."""
+    global _status_route_added
+    if _status_route_added:
+        return
+    try:
+        from fastapi import Depends
+        from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+        from litellm.proxy.proxy_server import app
+    except ImportError:  # litellm used without its proxy extras
+        return
+
+    async def failover_status() -> dict[str, Any]:
+        target = _proxy_plugin or plugin
+        return await target.status()
+
+    app.add_api_route(STATUS_PATH, failover_status, methods=["GET"], dependencies=[Depends(user_api_key_auth)])
+    _status_route_added = True
 
 
 def _config_path() -> str:
@@ -114,7 +170,11 @@ def proxy_plugin() -> FailoverPlugin:
     return _proxy_plugin
 
 
-def attach(router: litellm.Router, settings: FailoverSettings | dict[str, Any] | str | os.PathLike[str]) -> None:
+def attach(
+    router: litellm.Router,
+    settings: FailoverSettings | dict[str, Any] | str | os.PathLike[str],
+    store: StateStore | None = None,
+) -> FailoverRunner:
     """Attach failover routes to a `litellm.Router` used from Python (no proxy).
 
     `settings` is a FailoverSettings, the `failover_settings` mapping, or a config.yaml path.
@@ -126,4 +186,6 @@ def attach(router: litellm.Router, settings: FailoverSettings | dict[str, Any] |
         settings = parse_settings(settings)
     elif not isinstance(settings, FailoverSettings):
         settings = load_settings(settings)
-    install(router, settings)
+    if store is None and settings.redis_url:
+        store = ResilientStore(RedisStore.from_url(settings.redis_url))
+    return install(router, settings, store)

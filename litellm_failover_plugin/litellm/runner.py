@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import litellm
 from litellm.proxy._types import ProxyException
 from litellm.types.router import Deployment
 
+from ..breaker import Access, Breaker, Signal, State, Transition, access, record, signal_of, start_probe
+from ..conditions import falls_over
 from ..config import ConfigError, FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
-from ..routing import Candidate, FailoverRun, RoutePlan, Verdict, compile_routes
+from ..scoring import Stats, observe
+from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
+from ..state import MemoryStore, StateStore
+from ..state.base import is_clean
 from .translate import Redactor, build_deployments, classify, response_headers
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -90,12 +96,25 @@ async def _first_chunk_or_raise(response: Any) -> Any:
 class FailoverRunner:
     """Stands in for `router.async_function_with_fallbacks` on one router instance."""
 
-    def __init__(self, router: litellm.Router, settings: FailoverSettings, plans: Mapping[str, RoutePlan]):
+    def __init__(
+        self,
+        router: litellm.Router,
+        settings: FailoverSettings,
+        plans: Mapping[str, RoutePlan],
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.router = router
         self.settings = settings
         self.plans = dict(plans)
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.breaker = settings.breaker.config()
+        self.breaker_on = settings.breaker.enabled
+        self.clock = clock
         self._original = router.async_function_with_fallbacks
         self._redact = Redactor.for_settings(settings)
+        self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
+        self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
@@ -103,23 +122,99 @@ class FailoverRunner:
             return await self._original(*args, **kwargs)
         return await self.run(plan, args, kwargs)
 
-    async def _unavailable(self, plan: RoutePlan) -> frozenset[str]:
-        cooling = await self.router.cooldown_cache.async_get_active_cooldowns(
-            model_ids=list(plan.deployment_ids), parent_otel_span=None
+    def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
+        self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
+
+    async def cooling_down(self, ids: list[str]) -> set[str]:
+        cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
+        return {model_id for model_id, _ in cooling}
+
+    async def _snapshot(self, plan: RoutePlan) -> tuple[dict[str, Outcome], dict[str, Breaker], set[str]]:
+        """What to skip, the breakers as read, and which open deployments are due a probe."""
+        ids = list(plan.deployment_ids)
+        unavailable = dict.fromkeys(await self.cooling_down(ids), Outcome.SKIPPED_COOLDOWN)
+        breakers: dict[str, Breaker] = {}
+        due: set[str] = set()
+        if self.breaker_on:
+            now = self.clock()
+            for id, b in zip(ids, await self.store.get_many(ids)):
+                breakers[id] = b
+                verdict = access(b, now)
+                if verdict is Access.SKIP:
+                    unavailable[id] = Outcome.SKIPPED_OPEN
+                elif verdict is Access.PROBE:
+                    unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
+                    due.add(id)
+        return unavailable, breakers, due
+
+    async def take_probe(self, id: str) -> bool:
+        """Claim the single half-open probe of a deployment (across replicas with Redis)."""
+        now = self.clock()
+
+        def take(b: Breaker) -> Breaker:
+            return start_probe(b, now, self.breaker) if access(b, now) is Access.PROBE else b
+
+        old, new = await self.store.update(id, take)
+        taken = new.state is State.HALF_OPEN and new.probe_until != old.probe_until
+        if taken:
+            self.log_transition(id, Transition(old.state, State.HALF_OPEN, "cooldown over: probing"))
+        return taken
+
+    async def report(self, id: str, signal: Signal, seen: Breaker | None, retry_after_s: float | None = None) -> None:
+        """Feed one call's outcome to the breaker; a no-op success costs no store write."""
+        if not self.breaker_on:
+            return
+        if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
+            return
+        now = self.clock()
+        transition: list[Transition] = []
+
+        def apply(b: Breaker) -> Breaker:
+            new, t = record(b, signal, now, self.breaker, retry_after_s)
+            transition[:] = [t] if t is not None else []
+            return new
+
+        await self.store.update(id, apply)
+        for t in transition:
+            self.log_transition(id, t)
+            if t.new is State.CLOSED:
+                await self.clear_cooldown(id)
+
+    async def clear_cooldown(self, id: str) -> None:
+        """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
+        key = self.router.cooldown_cache.get_cooldown_cache_key(id)
+        await self.router.cooldown_cache.cooldown_store.async_delete_cache(key)
+
+    def log_transition(self, id: str, t: Transition) -> None:
+        c = self.candidates.get(id)
+        level = logging.WARNING if t.new is State.OPEN else logging.INFO
+        log.log(
+            level,
+            "failover breaker deployment=%s key=%s %s -> %s reason=%s",
+            id,
+            c.key if c else "?",
+            t.old.value,
+            t.new.value,
+            t.reason,
         )
-        return frozenset(model_id for model_id, _ in cooling)
 
     async def run(self, plan: RoutePlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         original_function = kwargs["original_function"]
         for name in _ROUTER_ONLY_KWARGS:
             kwargs.pop(name, None)
         stream = kwargs.get("stream") is True
-        run = FailoverRun(plan, await self._unavailable(plan))
+        unavailable, breakers, due = await self._snapshot(plan)
+        run = FailoverRun(plan, unavailable)
         last: Candidate | None = None
         for candidate in run.candidates():
+            id = candidate.deployment_id
+            if id in due and not await self.take_probe(id):
+                run.skipped(candidate, Outcome.SKIPPED_OPEN)
+                continue
             last = candidate
             call_kwargs = dict(kwargs)
-            call_kwargs["model"] = candidate.deployment_id
+            call_kwargs["model"] = id
+            started = self.clock()
             try:
                 response = await original_function(*args, **call_kwargs)
                 response = await self.router.set_response_headers(
@@ -131,6 +226,10 @@ class FailoverRunner:
                 raise
             except Exception as exc:
                 failure = classify(exc, self._redact)
+                counted = falls_over(failure, candidate.falls_over)
+                if counted:
+                    self._observe(id, False, None)
+                await self.report(id, signal_of(failure, counted), breakers.get(id), failure.retry_after_s)
                 if run.failed(candidate, failure) is Verdict.RETURN:
                     headers = self._record(kwargs, run, candidate)
                     exc.failover_headers = headers  # type: ignore[attr-defined]
@@ -138,11 +237,13 @@ class FailoverRunner:
                 log.info(
                     "failover route=%s deployment=%s key=%s failed (%s): moving on",
                     plan.name,
-                    candidate.deployment_id,
+                    id,
                     candidate.key,
                     failure.label,
                 )
                 continue
+            self._observe(id, True, (self.clock() - started) * 1000)
+            await self.report(id, Signal.SUCCESS, breakers.get(id))
             run.succeeded(candidate)
             headers = self._record(kwargs, run, candidate)
             hidden = getattr(response, "_hidden_params", None)
@@ -164,9 +265,10 @@ class FailoverRunner:
         return headers
 
 
-def install(router: litellm.Router, settings: FailoverSettings) -> FailoverRunner:
+def install(router: litellm.Router, settings: FailoverSettings, store: StateStore | None = None) -> FailoverRunner:
     """Put the routes' deployments and the attempt loop on a router. Idempotent.
 
+    `store` holds breaker state (shared through Redis by several replicas); in memory if None.
     Raises ConfigError if a route name is already a model group of the router.
     """
     current = router.__dict__.get("async_function_with_fallbacks")
@@ -186,7 +288,7 @@ def install(router: litellm.Router, settings: FailoverSettings) -> FailoverRunne
     for deployment in build_deployments(settings, plans):
         if not router.has_model_id(deployment["model_info"]["id"]):
             router.add_deployment(Deployment(**deployment))
-    runner = FailoverRunner(router, settings, plans)
+    runner = FailoverRunner(router, settings, plans, store)
     router.async_function_with_fallbacks = runner  # type: ignore[method-assign]
     router.function_with_fallbacks = _SyncGuard(router, plans)  # type: ignore[method-assign]
     log.info(

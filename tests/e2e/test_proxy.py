@@ -229,7 +229,7 @@ def test_cooled_down_deployment_is_skipped(client: httpx.Client, upstream: FakeU
     assert failover_headers(r)["x-failover-attempts"] == "1"
     upstream.set(Behavior(503))
     r = chat(client, "cooldown")
-    assert [a["outcome"] for a in r.json()["error"]["attempts"]] == ["skipped_unavailable", "failed_over"]
+    assert [a["outcome"] for a in r.json()["error"]["attempts"]] == ["skipped_cooldown", "failed_over"]
 
 
 def test_plain_model_list_entries_keep_working(client: httpx.Client, upstream: FakeUpstream) -> None:

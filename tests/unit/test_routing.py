@@ -68,14 +68,26 @@ def test_verdicts() -> None:
 
 def test_unavailable_candidates_are_skipped_and_listed() -> None:
     plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
-    run = FailoverRun(plan, unavailable={"chat/alpha:gpt-x/a1", "chat/beta:gpt-y/b1"})
+    run = FailoverRun(
+        plan, unavailable={"chat/alpha:gpt-x/a1": Outcome.SKIPPED_COOLDOWN, "chat/beta:gpt-y/b1": Outcome.SKIPPED_OPEN}
+    )
     assert walk(run, {}) == ["a2"]
-    assert [a.outcome for a in run.attempts] == [
-        Outcome.SKIPPED_UNAVAILABLE,
-        Outcome.SKIPPED_UNAVAILABLE,
-        Outcome.SUCCESS,
-    ]
+    assert [a.outcome for a in run.attempts] == [Outcome.SKIPPED_COOLDOWN, Outcome.SKIPPED_OPEN, Outcome.SUCCESS]
     assert run.calls == 1
+
+
+def test_a_candidate_can_be_skipped_after_it_was_offered() -> None:
+    plan = plan_for({"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan)
+    called = []
+    for c in run.candidates():
+        called.append(c.key)
+        if c.key == "a1":
+            run.skipped(c, Outcome.SKIPPED_OPEN)  # lost the half-open probe to another caller
+        else:
+            run.succeeded(c)
+    assert called == ["a1", "b1"] and run.calls == 1
+    assert [a.outcome for a in run.attempts] == [Outcome.SKIPPED_OPEN, Outcome.SUCCESS]
 
 
 def test_catch_skips_an_element_the_failure_does_not_name() -> None:
@@ -110,7 +122,7 @@ def test_disabled_route_makes_only_the_first_attempt() -> None:
 
 def test_disabled_route_first_attempt_is_the_first_available() -> None:
     plan = plan_for({"policy": "km", "enabled": False, "elements": ["alpha:gpt-x", "beta:gpt-y"]})
-    run = FailoverRun(plan, unavailable={"chat/alpha:gpt-x/a1"})
+    run = FailoverRun(plan, unavailable={"chat/alpha:gpt-x/a1": Outcome.SKIPPED_OPEN})
     assert walk(run, {"a2": Failure(503)}) == ["a2"]
 
 
@@ -126,14 +138,14 @@ def test_exhausted_status_is_the_last_attempts(last: Failure, status: int) -> No
 
 def test_nothing_callable_is_a_503() -> None:
     plan = plan_for({"policy": "k", "elements": ["alpha:gpt-x"]})
-    run = FailoverRun(plan, unavailable=set(plan.deployment_ids))
+    run = FailoverRun(plan, unavailable=dict.fromkeys(plan.deployment_ids, Outcome.SKIPPED_COOLDOWN))
     assert walk(run, {}) == []
     assert run.exhausted_status() == 503 and run.calls == 0
 
 
 def test_exhausted_error_lists_every_attempt_without_secrets() -> None:
     plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
-    run = FailoverRun(plan, unavailable={"chat/beta:gpt-y/b1"})
+    run = FailoverRun(plan, unavailable={"chat/beta:gpt-y/b1": Outcome.SKIPPED_COOLDOWN})
     walk(run, {"a1": Failure(503, reason="down"), "a2": Failure(429), "b2": Failure(None, Kind.TIMEOUT)})
     err = FailoverExhausted("chat", run.attempts, run.exhausted_status())
     body = err.to_openai_error()["error"]
@@ -141,7 +153,7 @@ def test_exhausted_error_lists_every_attempt_without_secrets() -> None:
     assert body["type"] == "failover_exhausted" and body["code"] == "503"
     assert [(a["key"], a["status"], a["outcome"]) for a in body["attempts"]] == [
         ("a1", 503, "failed_over"),
-        ("b1", None, "skipped_unavailable"),
+        ("b1", None, "skipped_cooldown"),
         ("a2", 429, "failed_over"),
         ("b2", None, "failed_over"),
     ]

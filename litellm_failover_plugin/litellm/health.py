@@ -1,0 +1,89 @@
+"""Active health checks: probe open deployments in the background, so recovery costs no user request.
+
+Every `interval_s`, up to `max_per_interval` deployments whose breaker is not closed get one
+small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
+spend side effects). A health check takes the breaker's probe slot first, so with Redis one
+replica probes a deployment at a time, and user traffic does not probe it meanwhile. A success
+closes the breaker and clears LiteLLM's cooldown; a failure leaves it open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import litellm
+
+from ..breaker import Signal, State, hold_probe, release_probe
+from ..config import HealthCheckSettings
+from .runner import FailoverRunner
+from .translate import classify
+
+log = logging.getLogger("litellm_failover_plugin")
+PING = [{"role": "user", "content": "ping"}]
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        runner: FailoverRunner,
+        settings: HealthCheckSettings,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.runner = runner
+        self.settings = settings
+        self._sleep = sleep
+        self.checks = 0
+
+    async def tick(self) -> list[str]:
+        """One round: probe the deployments that are due. Returns the ids it probed."""
+        runner = self.runner
+        ids = list(runner.candidates)
+        now = runner.clock()
+        breakers = await runner.store.get_many(ids)
+        due = [i for i, b in zip(ids, breakers) if b.state is not State.CLOSED and now >= b.probe_until]
+        due = due[: self.settings.max_per_interval]
+        taken = [i for i in await asyncio.gather(*(self._take(i) for i in due)) if i is not None]
+        await asyncio.gather(*(self._check(i) for i in taken))
+        return taken
+
+    async def _take(self, id: str) -> str | None:
+        now = self.runner.clock()
+        old, new = await self.runner.store.update(id, lambda b: hold_probe(b, now, self.settings.timeout_s))
+        return id if new.probe_until != old.probe_until else None
+
+    async def _check(self, id: str) -> None:
+        self.checks += 1
+        if await self.probe(id):
+            await self.runner.report(id, Signal.SUCCESS, None)
+        else:
+            await self.runner.store.update(id, release_probe)
+
+    async def probe(self, id: str) -> bool:
+        deployment = self.runner.router.get_deployment(model_id=id)
+        if deployment is None:
+            return False
+        params: dict[str, Any] = deployment.litellm_params.model_dump(exclude_none=True)
+        params.update(max_retries=0, timeout=self.settings.timeout_s, max_tokens=1, messages=PING)
+        params["metadata"] = {"tags": ["failover-health-check"]}
+        try:
+            await asyncio.wait_for(litellm.acompletion(**params), self.settings.timeout_s + 1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            failure = classify(e, self.runner._redact)
+            log.debug("failover health check deployment=%s failed (%s)", id, failure.label)
+            return False
+        return True
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("failover health checks: a round failed; trying again next interval")
+            await self._sleep(self.settings.interval_s)

@@ -1,0 +1,159 @@
+"""The breaker inside the attempt loop, on a plain litellm.Router, with a fake clock.
+
+Upstreams are real HTTP servers on 127.0.0.1; time is a number the test moves.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import litellm
+import pytest
+
+from litellm_failover_plugin import attach
+from litellm_failover_plugin.config import HealthCheckSettings
+from litellm_failover_plugin.litellm.health import HealthChecker
+from litellm_failover_plugin.litellm.runner import FailoverRunner
+from litellm_failover_plugin.litellm.status import status_rows
+from litellm_failover_plugin.testing import Behavior, FakeUpstream
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream("shared") as u:
+        yield u
+
+
+@pytest.fixture(autouse=True)
+def clean(upstream: FakeUpstream) -> None:
+    upstream.reset()
+
+
+def make(upstream: FakeUpstream, policy: str = "m", **breaker: Any) -> tuple[litellm.Router, FailoverRunner, Clock]:
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    runner = attach(
+        router,
+        {
+            "backends": {
+                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1", "a2": "sk-a2"}},
+                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
+            },
+            "routes": {"chat": {"policy": policy, "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+            "breaker": {"failure_threshold": 3, "cooldown_s": 10, **breaker},
+        },
+    )
+    clock = Clock()
+    runner.clock = clock
+    return router, runner, clock
+
+
+def keys(upstream: FakeUpstream) -> list[str]:
+    return [r.key for r in upstream.received]
+
+
+async def served_by(router: litellm.Router) -> str:
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    return str(response._hidden_params["additional_headers"]["x-failover-key"])
+
+
+async def test_open_breaker_sends_the_dead_primary_nothing(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(3):
+        assert await served_by(router) == "b1"
+    assert keys(upstream) == ["sk-a1", "sk-b1"] * 3
+    upstream.reset()
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(5):
+        clock.now += 1
+        assert await served_by(router) == "b1"
+    assert keys(upstream) == ["sk-b1"] * 5
+    [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
+    assert row["state"] == "open" and row["failures"] == 3
+
+
+async def test_exactly_one_half_open_probe_then_back_to_primary(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(3):
+        await served_by(router)
+    upstream.reset()  # the primary is back, but the breaker does not know yet
+    upstream.set(**{"sk-a1": Behavior(delay_s=0.3)})  # a slow probe, so the others overlap it
+    clock.now += 10
+    served = await asyncio.gather(*(served_by(router) for _ in range(6)))
+    assert keys(upstream).count("sk-a1") == 1  # one probe; the other five skipped it
+    assert sorted(served) == ["a1"] + ["b1"] * 5
+    upstream.reset()
+    assert await served_by(router) == "a1"  # closed again
+    assert keys(upstream) == ["sk-a1"]
+
+
+async def test_failed_probe_reopens_with_a_longer_cooldown(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(3):
+        await served_by(router)
+    clock.now += 10
+    upstream.reset()
+    upstream.set(**{"sk-a1": Behavior(503)})
+    await served_by(router)  # the probe fails
+    assert keys(upstream) == ["sk-a1", "sk-b1"]
+    clock.now += 15  # the cooldown is now 20 s
+    upstream.reset()
+    upstream.set(**{"sk-a1": Behavior(503)})
+    await served_by(router)
+    assert keys(upstream) == ["sk-b1"]
+
+
+async def test_auth_failure_disables_that_key_only(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream, policy="k", failure_threshold=5)
+    upstream.set(**{"sk-a1": Behavior(401, message="invalid key")})
+    with pytest.raises(litellm.AuthenticationError):
+        await router.acompletion(model="chat", messages=MESSAGES)  # 401 is not listed: returned
+    upstream.reset()
+    assert await served_by(router) == "a2"  # a1 is disabled at once, a2 still used
+    assert keys(upstream) == ["sk-a2"]
+
+
+async def test_client_errors_do_not_count(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream)
+    upstream.set(Behavior(400))
+    for _ in range(5):
+        with pytest.raises(litellm.BadRequestError):
+            await router.acompletion(model="chat", messages=MESSAGES)
+    assert all(r["state"] == "closed" and r["failures"] == 0 for r in await status_rows(runner))
+
+
+async def test_health_check_closes_the_breaker_without_a_user_request(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(3):
+        await served_by(router)
+    checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
+    clock.now += 1  # well inside the 10 s cooldown
+    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]  # still down: stays open
+    upstream.reset()  # the primary is back
+    clock.now += 1
+    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]
+    assert keys(upstream) == ["sk-a1"]  # the health check's own call
+    assert await checker.tick() == []  # closed: nothing to check
+    upstream.reset()
+    assert await served_by(router) == "a1"
+
+
+async def test_disabled_breaker_keeps_calling(upstream: FakeUpstream) -> None:
+    router, runner, clock = make(upstream, enabled=False)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    for _ in range(5):
+        await served_by(router)
+    assert keys(upstream).count("sk-a1") == 5
