@@ -1,0 +1,133 @@
+"""Two real proxy replicas sharing breaker state through one real redis-server.
+
+The primary answers 503 (so each call it gets is counted at the fake upstream). Once replica A
+has opened the primary's breaker, replica B sends it nothing but the single shared half-open
+probe; when the primary is back, both replicas return to it.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess, free_port
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+COOLDOWN_S = 3
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port()).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    with FakeUpstream("primary") as primary, FakeUpstream("backup") as backup:
+        yield primary, backup
+
+
+def config(primary: FakeUpstream, backup: FakeUpstream, redis_url: str) -> dict[str, Any]:
+    return {
+        "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
+        "router_settings": {"disable_cooldowns": True},  # the breaker alone decides here
+        "failover_settings": {
+            "redis_url": redis_url,
+            "breaker": {"failure_threshold": 2, "cooldown_s": COOLDOWN_S, "probe_timeout_s": 10},
+            "backends": {
+                "primary": {"provider": "openai", "api_base": primary.url, "api_keys": {"p1": "sk-replica-p1"}},
+                "backup": {"provider": "openai", "api_base": backup.url, "api_keys": {"b1": "sk-replica-b1"}},
+            },
+            "routes": {"chat": {"policy": "m", "elements": ["primary:model", "backup:model"]}},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    upstreams: tuple[FakeUpstream, FakeUpstream], redis_server: RedisServer
+) -> Iterator[tuple[ProxyProcess, ProxyProcess]]:
+    cfg = config(*upstreams, redis_server.url)
+    with ProxyProcess(cfg) as a, ProxyProcess(cfg) as b:
+        yield a, b
+        logs = a.log_text() + b.log_text()
+    assert "sk-replica" not in logs, "an API key reached a proxy log"
+
+
+def backend(client: httpx.Client) -> str:
+    r = client.post("/v1/chat/completions", json=BODY)
+    assert r.status_code == 200, r.text
+    return r.headers["x-failover-backend"]
+
+
+def breaker_state(client: httpx.Client) -> str:
+    rows = client.get("/failover/status").json()["deployments"]
+    return next(r["state"] for r in rows if r["backend"] == "primary")
+
+
+def test_replica_b_honours_the_breaker_replica_a_opened(
+    replicas: tuple[ProxyProcess, ProxyProcess], upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    primary, backup = upstreams
+    a_proxy, b_proxy = replicas
+    with httpx.Client(base_url=a_proxy.url, timeout=30) as a, httpx.Client(base_url=b_proxy.url, timeout=30) as b:
+        assert backend(a) == "primary" and backend(b) == "primary"
+        assert breaker_state(a) == breaker_state(b) == "closed"
+
+        primary.set(Behavior(503))
+        assert [backend(a) for _ in range(2)] == ["backup", "backup"]  # two failures: open
+        assert breaker_state(a) == "open"
+        assert breaker_state(b) == "open"  # B reads the same state from Redis
+
+        primary.reset()
+        primary.set(Behavior(503))
+        assert [backend(b) for _ in range(10)] == ["backup"] * 10
+        assert [backend(a) for _ in range(10)] == ["backup"] * 10
+        assert len(primary.received) == 0  # after the breaker opened, neither replica called it
+
+        primary.reset()  # the primary is back (slowly); let the cooldown run out
+        primary.set(Behavior(delay_s=1.0))
+        time.sleep(COOLDOWN_S + 0.5)
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:  # both replicas at once, while the probe is in flight
+            served = list(pool.map(backend, [a, b] * 4))
+        assert len(primary.received) == 1  # one half-open probe for both replicas
+        assert sorted(served) == ["backup"] * 7 + ["primary"]
+        primary.reset()
+        assert [backend(a), backend(b)] == ["primary", "primary"]  # both back on the primary
+        recovered_s = time.monotonic() - t0
+        assert breaker_state(a) == breaker_state(b) == "closed"
+        print(f"recovery after the cooldown: {recovered_s:.2f}s; calls to the dead primary after open: 0 (A), 0 (B)")
+
+
+def test_redis_down_keeps_serving_and_warns_once(
+    replicas: tuple[ProxyProcess, ProxyProcess],
+    upstreams: tuple[FakeUpstream, FakeUpstream],
+    redis_server: RedisServer,
+) -> None:
+    primary, _ = upstreams
+    a_proxy, _ = replicas
+    primary.reset()
+    redis_server.stop()
+    try:
+        with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+            assert [backend(a) for _ in range(5)] == ["primary"] * 5
+            primary.set(Behavior(503))
+            assert [backend(a) for _ in range(5)] == ["backup"] * 5  # the local breaker still works
+            assert a.get("/failover/status").json()["store"] == "redis (down: local state)"
+    finally:
+        redis_server.start()
+    log = a_proxy.log_text()
+    assert log.count("unreachable") == 1
+    with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+        backend(a)
+        assert a.get("/failover/status").json()["store"] == "redis"
+    assert "is back" in a_proxy.log_text()
+    primary.reset()
