@@ -91,6 +91,8 @@ def plugin_config(primary: Upstream, backup: Upstream, dead_port: int) -> dict[s
                 "chat": {"policy": "m", "elements": ["primary:model", "backup:model"]},
                 "chat-down": {"policy": "m", "elements": ["dead:model", "backup:model"]},
             },
+            # the plugin's defaults for the breaker; health checks every second
+            "health_checks": {"interval_s": 1, "timeout_s": 2},
         },
     }
 

@@ -153,13 +153,24 @@ def banner(console: Console, text: str, style: str) -> None:
     console.print(Text(f"{rule}\n[!] {text}\n{rule}", style=style))
 
 
-def status_line(stats: Stats, schedule: Schedule) -> Text:
+def breakers(client: openai.OpenAI) -> str:
+    """Breaker state per key, from the plugin's GET /failover/status ('' if not served)."""
+    try:
+        r = client._client.get(str(client.base_url).removesuffix("/v1/") + "/failover/status", timeout=2)
+        rows = r.json()["deployments"] if r.status_code == 200 else []
+    except Exception:  # noqa: BLE001 - the status line is best effort
+        return ""
+    marks = {"closed": "ok", "open": "OPEN", "half_open": "probe"}
+    return "  breakers: " + " ".join(f"{row['key']}={marks.get(row['state'], row['state'])}" for row in rows)
+
+
+def status_line(stats: Stats, schedule: Schedule, breaker_text: str = "") -> Text:
     elapsed = time.monotonic() - stats.started
     where = "FALLBACK" if stats.on_fallback_since else "PRIMARY"
     return Text(
         f" t={elapsed:5.1f}s  primary: {schedule.state:<8}  serving: {where:<8}  "
         f"ok {stats.succeeded}  failed {stats.failed}  failovers {stats.failovers}  "
-        f"recoveries {stats.recoveries}  on fallback {stats.time_on_fallback():.1f}s",
+        f"recoveries {stats.recoveries}  on fallback {stats.time_on_fallback():.1f}s{breaker_text}",
         style="reverse",
     )
 
@@ -194,6 +205,8 @@ def send(client: openai.OpenAI, n: int, stats: Stats, console: Console, primary_
         stats.on_fallback_since = None
         banner(console, f"RECOVERED: back to {primary_backend}", "bold green")
     label = "[bold green]✓ PRIMARY[/bold green]" if on_primary else "[bold yellow]✓ FALLBACK[/bold yellow]"
+    if not console.is_terminal:  # no live status line: say what the breakers are doing inline
+        label += breakers(client)
     served = f"{backend}:{raw.headers.get('x-failover-model', '?')} key {raw.headers.get('x-failover-key', '?')}"
     attempts = raw.headers.get("x-failover-attempts", "?")
     text = (completion.choices[0].message.content or "").strip()
@@ -292,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 schedule.tick(elapsed)
                 n += 1
                 send(client, n, stats, console, args.primary_backend)
-                live.update(status_line(stats, schedule), refresh=True)
+                live.update(status_line(stats, schedule, breakers(client)), refresh=True)
                 next_at = stats.started + n * args.interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
     except KeyboardInterrupt:

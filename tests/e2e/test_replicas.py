@@ -131,3 +131,34 @@ def test_redis_down_keeps_serving_and_warns_once(
         assert a.get("/failover/status").json()["store"] == "redis"
     assert "is back" in a_proxy.log_text()
     primary.reset()
+
+
+def test_status_command_shows_both_views(
+    replicas: tuple[ProxyProcess, ProxyProcess],
+    upstreams: tuple[FakeUpstream, FakeUpstream],
+    redis_server: RedisServer,
+    tmp_path: Any,
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    primary, _ = upstreams
+    a_proxy, _ = replicas
+    primary.set(Behavior(503))
+    with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+        for _ in range(2):
+            backend(a)
+    cmd = [sys.executable, "-m", "litellm_failover_plugin", "status"]
+    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([*cmd, "--proxy-url", a_proxy.url], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "chat/primary:model/p1" in out.stdout and "open" in out.stdout and "(state store: redis)" in out.stdout
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config(*upstreams, redis_server.url)))
+    out = subprocess.run([*cmd, "--config", str(cfg)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "chat/primary:model/p1" in out.stdout and "open" in out.stdout
+    assert "sk-replica" not in out.stdout + out.stderr
+    primary.reset()
