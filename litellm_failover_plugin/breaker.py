@@ -90,6 +90,19 @@ def access(b: Breaker, now: float) -> Access:
     return Access.PROBE
 
 
+def adopt_cooldown(b: Breaker, until: float, now: float) -> tuple[Breaker, Transition | None]:
+    """LiteLLM has the deployment cooling down until `until`: a closed breaker opens till then.
+
+    So the two never disagree: probes and health checks take over, and the success that
+    closes the breaker also clears LiteLLM's cooldown.
+    """
+    if b.state is not State.CLOSED or until <= now:
+        return b, None
+    reason = f"LiteLLM cooldown for {until - now:.0f}s"
+    new = replace(b, state=State.OPEN, open_until=until, cooldown_s=until - now, reason=reason, probe_until=0.0)
+    return new, Transition(State.CLOSED, State.OPEN, reason)
+
+
 def hold_probe(b: Breaker, now: float, timeout_s: float) -> Breaker:
     """Take the probe slot for a background health check; the breaker stays as it is."""
     if b.state is State.CLOSED or now < b.probe_until:

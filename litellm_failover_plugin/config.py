@@ -143,6 +143,7 @@ class Route(_Model):
     elements: list[Element] = Field(min_length=1)
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True
+    max_retries_per_element: int | None = Field(None, ge=0, le=10)
 
     @field_validator("policy")
     @classmethod
@@ -171,6 +172,23 @@ class Route(_Model):
 
 class Defaults(_Model):
     fallback_status_codes: ConditionList = DEFAULT_FALLBACK
+    max_retries_per_element: int = Field(0, ge=0, le=10)
+
+
+class RetrySettings(_Model):
+    """Backoff for same-candidate retries (see retries.py)."""
+
+    base_s: float = Field(0.25, gt=0)
+    max_wait_s: float = Field(5.0, gt=0)
+    max_total_s: float = Field(15.0, gt=0)
+
+
+class RetryBudgetSettings(_Model):
+    """Extra upstream calls (failovers and retries) allowed per `ttl_s`: ratio x requests + floor."""
+
+    ratio: float = Field(0.2, ge=0)
+    min_per_s: float = Field(1.0, ge=0)
+    ttl_s: int = Field(10, ge=1)
 
 
 class BreakerSettings(_Model):
@@ -212,6 +230,8 @@ class FailoverSettings(_Model):
     model_fallback_status_codes: dict[str, ConditionList] = Field(default_factory=dict)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     health_checks: HealthCheckSettings | None = None
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    retry_budget: RetryBudgetSettings | None = None  # off unless set
     redis_url: str | None = None  # else router_settings.redis_host/port/password, else in memory
 
     @field_validator("redis_url")
@@ -257,6 +277,10 @@ class FailoverSettings(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def retries_for(self, route: str) -> int:
+        own = self.routes[route].max_retries_per_element
+        return own if own is not None else self.defaults.max_retries_per_element
 
     def conditions_for(self, route: str, element: Element) -> Conditions:
         """The fall-over list for one element of a route: element, model, route, defaults."""

@@ -16,13 +16,15 @@ class FailoverExhausted(Exception):
     to answer with: the last attempt's, 503 when it had none. Never holds a secret.
     """
 
-    def __init__(self, route: str, attempts: Sequence[Attempt], status_code: int) -> None:
+    def __init__(self, route: str, attempts: Sequence[Attempt], status_code: int, stopped: str = "") -> None:
         self.route = route
         self.attempts = tuple(attempts)
         self.status_code = status_code
+        self.stopped = stopped
         tried = ", ".join(a.summary() for a in self.attempts) or "no candidates"
         calls = sum(1 for a in self.attempts if a.outcome.called)
-        self.message = f"failover exhausted for route {route!r} after {calls} upstream call(s): {tried}"
+        why = f" ({stopped})" if stopped else ""
+        self.message = f"failover exhausted for route {route!r} after {calls} upstream call(s){why}: {tried}"
         Exception.__init__(self, self.message)  # explicit: subclasses mix in other exception bases
 
     def to_openai_error(self) -> dict[str, object]:

@@ -33,6 +33,7 @@ class Candidate:
     element_index: int
     falls_over: Conditions  # failures of this candidate that move on to the next one
     catch: Conditions | None  # only try this candidate after a failure matching these
+    max_retries: int = 0  # same-candidate retries before moving on
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     element_index=ei,
                     falls_over=settings.conditions_for(name, e),
                     catch=e.catch,
+                    max_retries=settings.retries_for(name),
                 )
             )
         plans[name] = RoutePlan(name, route.policy, route.enabled, tuple(candidates))
@@ -74,6 +76,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
 
 class Outcome(enum.Enum):
     SUCCESS = "success"
+    RETRIED = "retried"  # failed with a listed failure; the same candidate was tried again
     FAILED_OVER = "failed_over"  # failed with a listed failure; moved on
     RETURNED = "returned"  # failed with an unlisted failure; returned to the client as is
     SKIPPED_COOLDOWN = "skipped_cooldown"  # LiteLLM has it in cooldown
@@ -82,7 +85,7 @@ class Outcome(enum.Enum):
 
     @property
     def called(self) -> bool:
-        return self in (Outcome.SUCCESS, Outcome.FAILED_OVER, Outcome.RETURNED)
+        return self in (Outcome.SUCCESS, Outcome.RETRIED, Outcome.FAILED_OVER, Outcome.RETURNED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,7 @@ class FailoverRun:
     plan: RoutePlan
     unavailable: Mapping[str, Outcome] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    stopped: str = ""  # why the walk ended early (e.g. the retry budget), "" if it did not
     _last_failure: Failure | None = None
     _position: int = 0
 
@@ -141,7 +145,7 @@ class FailoverRun:
         """The candidates to call, in order; stops once one succeeded or must return."""
         candidates = self.plan.candidates
         while self._position < len(candidates):
-            if not self.plan.enabled and self.calls >= 1:
+            if self.stopped or (not self.plan.enabled and self.calls >= 1):
                 return
             c = candidates[self._position]
             self._position += 1
@@ -156,6 +160,14 @@ class FailoverRun:
             yield c
             if self.attempts and self.attempts[-1].outcome in (Outcome.SUCCESS, Outcome.RETURNED):
                 return
+
+    def stop(self, reason: str) -> None:
+        """End the walk early; the exhausted error says why."""
+        self.stopped = reason
+
+    def retried(self, candidate: Candidate, failure: Failure) -> None:
+        self.attempts.append(Attempt(candidate, Outcome.RETRIED, failure))
+        self._last_failure = failure
 
     def skipped(self, candidate: Candidate, outcome: Outcome) -> None:
         """The caller found it unavailable after all (another replica took its probe)."""

@@ -12,18 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import litellm
 from litellm.proxy._types import ProxyException
 from litellm.types.router import Deployment
 
-from ..breaker import Access, Breaker, Signal, State, Transition, access, record, signal_of, start_probe
+from ..breaker import (
+    Access,
+    Breaker,
+    Signal,
+    State,
+    Transition,
+    access,
+    adopt_cooldown,
+    record,
+    signal_of,
+    start_probe,
+)
 from ..conditions import falls_over
 from ..config import ConfigError, FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
+from ..retries import RetryBudget, RetryPolicy, next_wait
 from ..scoring import Stats, observe
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
 from ..state import MemoryStore, StateStore
@@ -50,7 +64,7 @@ class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
     """FailoverExhausted that the proxy renders as an OpenAI error with its own status."""
 
     def __init__(self, route: str, run: FailoverRun, headers: dict[str, str]) -> None:
-        FailoverExhausted.__init__(self, route, run.attempts, run.exhausted_status())
+        FailoverExhausted.__init__(self, route, run.attempts, run.exhausted_status(), run.stopped)
         ProxyException.__init__(
             self,
             message=self.message,
@@ -103,6 +117,8 @@ class FailoverRunner:
         plans: Mapping[str, RoutePlan],
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
     ):
         self.router = router
         self.settings = settings
@@ -111,6 +127,12 @@ class FailoverRunner:
         self.breaker = settings.breaker.config()
         self.breaker_on = settings.breaker.enabled
         self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        r = settings.retries
+        self.retry_policy = RetryPolicy(0, r.base_s, r.max_wait_s, r.max_total_s)
+        b = settings.retry_budget
+        self.budget = RetryBudget(b.ratio, b.min_per_s, b.ttl_s) if b is not None else None
         self._original = router.async_function_with_fallbacks
         self._redact = Redactor.for_settings(settings)
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
@@ -125,27 +147,45 @@ class FailoverRunner:
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
 
-    async def cooling_down(self, ids: list[str]) -> set[str]:
+    async def cooling_down(self, ids: list[str]) -> dict[str, float]:
+        """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
         cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-        return {model_id for model_id, _ in cooling}
+        return {i: float(v["timestamp"]) + float(v["cooldown_time"]) for i, v in cooling}
 
     async def _snapshot(self, plan: RoutePlan) -> tuple[dict[str, Outcome], dict[str, Breaker], set[str]]:
         """What to skip, the breakers as read, and which open deployments are due a probe."""
         ids = list(plan.deployment_ids)
-        unavailable = dict.fromkeys(await self.cooling_down(ids), Outcome.SKIPPED_COOLDOWN)
+        cooling = await self.cooling_down(ids)
+        unavailable = dict.fromkeys(cooling, Outcome.SKIPPED_COOLDOWN)
         breakers: dict[str, Breaker] = {}
         due: set[str] = set()
         if self.breaker_on:
             now = self.clock()
             for id, b in zip(ids, await self.store.get_many(ids)):
+                if id in cooling and b.state is State.CLOSED:
+                    b = await self.adopt(id, cooling[id], now)
                 breakers[id] = b
                 verdict = access(b, now)
                 if verdict is Access.SKIP:
-                    unavailable[id] = Outcome.SKIPPED_OPEN
+                    unavailable.setdefault(id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
                 elif verdict is Access.PROBE:
                     unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
                     due.add(id)
         return unavailable, breakers, due
+
+    async def adopt(self, id: str, until: float, now: float) -> Breaker:
+        """Open a closed breaker for as long as LiteLLM cools the deployment down."""
+        transition: list[Transition] = []
+
+        def apply(b: Breaker) -> Breaker:
+            new, t = adopt_cooldown(b, until, now)
+            transition[:] = [t] if t is not None else []
+            return new
+
+        _, new = await self.store.update(id, apply)
+        for t in transition:
+            self.log_transition(id, t)
+        return new
 
     async def take_probe(self, id: str) -> bool:
         """Claim the single half-open probe of a deployment (across replicas with Redis)."""
@@ -160,12 +200,14 @@ class FailoverRunner:
             self.log_transition(id, Transition(old.state, State.HALF_OPEN, "cooldown over: probing"))
         return taken
 
-    async def report(self, id: str, signal: Signal, seen: Breaker | None, retry_after_s: float | None = None) -> None:
+    async def report(
+        self, id: str, signal: Signal, seen: Breaker | None, retry_after_s: float | None = None
+    ) -> Transition | None:
         """Feed one call's outcome to the breaker; a no-op success costs no store write."""
         if not self.breaker_on:
-            return
+            return None
         if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
-            return
+            return None
         now = self.clock()
         transition: list[Transition] = []
 
@@ -179,6 +221,8 @@ class FailoverRunner:
             self.log_transition(id, t)
             if t.new is State.CLOSED:
                 await self.clear_cooldown(id)
+            return t
+        return None
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
@@ -198,11 +242,25 @@ class FailoverRunner:
             t.reason,
         )
 
+    def _extra_call_allowed(self, run: FailoverRun) -> bool:
+        """Every upstream call after a request's first spends the retry budget."""
+        if self.budget is None or run.calls == 0:
+            return True
+        if self.budget.try_withdraw(self.clock()):
+            return True
+        run.stop("retry budget exhausted: no more extra upstream calls for now")
+        return False
+
     async def run(self, plan: RoutePlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         original_function = kwargs["original_function"]
         for name in _ROUTER_ONLY_KWARGS:
             kwargs.pop(name, None)
         stream = kwargs.get("stream") is True
+        started = self.clock()
+        timeout = kwargs.get("timeout") or kwargs.get("request_timeout")
+        deadline = started + float(timeout) if isinstance(timeout, (int, float)) else None
+        if self.budget is not None:
+            self.budget.deposit(started)
         unavailable, breakers, due = await self._snapshot(plan)
         run = FailoverRun(plan, unavailable)
         last: Candidate | None = None
@@ -211,46 +269,61 @@ class FailoverRunner:
             if id in due and not await self.take_probe(id):
                 run.skipped(candidate, Outcome.SKIPPED_OPEN)
                 continue
+            if not self._extra_call_allowed(run):
+                break
             last = candidate
-            call_kwargs = dict(kwargs)
-            call_kwargs["model"] = id
-            started = self.clock()
-            try:
-                response = await original_function(*args, **call_kwargs)
-                response = await self.router.set_response_headers(
-                    response=response, model_group=plan.name, request_kwargs=call_kwargs
-                )
-                if stream:
-                    response = await _first_chunk_or_raise(response)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failure = classify(exc, self._redact)
-                counted = falls_over(failure, candidate.falls_over)
-                if counted:
-                    self._observe(id, False, None)
-                await self.report(id, signal_of(failure, counted), breakers.get(id), failure.retry_after_s)
-                if run.failed(candidate, failure) is Verdict.RETURN:
-                    headers = self._record(kwargs, run, candidate)
-                    exc.failover_headers = headers  # type: ignore[attr-defined]
+            retry, waited = 0, 0.0
+            while True:
+                call_kwargs = dict(kwargs)
+                call_kwargs["model"] = id
+                t0 = self.clock()
+                try:
+                    response = await original_function(*args, **call_kwargs)
+                    response = await self.router.set_response_headers(
+                        response=response, model_group=plan.name, request_kwargs=call_kwargs
+                    )
+                    if stream:
+                        response = await _first_chunk_or_raise(response)
+                except asyncio.CancelledError:
                     raise
-                log.info(
-                    "failover route=%s deployment=%s key=%s failed (%s): moving on",
-                    plan.name,
-                    id,
-                    candidate.key,
-                    failure.label,
-                )
-                continue
-            self._observe(id, True, (self.clock() - started) * 1000)
-            await self.report(id, Signal.SUCCESS, breakers.get(id))
-            run.succeeded(candidate)
-            headers = self._record(kwargs, run, candidate)
-            hidden = getattr(response, "_hidden_params", None)
-            if isinstance(hidden, dict):
-                extra = hidden.get("additional_headers")
-                hidden["additional_headers"] = {**(extra or {}), **headers}
-            return response
+                except Exception as exc:
+                    failure = classify(exc, self._redact)
+                    counted = falls_over(failure, candidate.falls_over)
+                    signal = signal_of(failure, counted)
+                    if counted:
+                        self._observe(id, False, None)
+                    opened = await self.report(id, signal, breakers.get(id), failure.retry_after_s)
+                    if signal is Signal.FAILURE and counted and opened is None:
+                        now = self.clock()
+                        policy = replace(self.retry_policy, max_retries=candidate.max_retries)
+                        left = deadline - now if deadline is not None else None
+                        wait = next_wait(policy, retry, waited, failure.retry_after_s, left, self.rng)
+                        if wait is not None and self._extra_call_allowed(run):
+                            run.retried(candidate, failure)
+                            await self.sleep(wait)
+                            retry, waited = retry + 1, waited + wait
+                            continue
+                    if run.failed(candidate, failure) is Verdict.RETURN:
+                        headers = self._record(kwargs, run, candidate)
+                        exc.failover_headers = headers  # type: ignore[attr-defined]
+                        raise
+                    log.info(
+                        "failover route=%s deployment=%s key=%s failed (%s): moving on",
+                        plan.name,
+                        id,
+                        candidate.key,
+                        failure.label,
+                    )
+                    break
+                self._observe(id, True, (self.clock() - t0) * 1000)
+                await self.report(id, Signal.SUCCESS, breakers.get(id))
+                run.succeeded(candidate)
+                headers = self._record(kwargs, run, candidate)
+                hidden = getattr(response, "_hidden_params", None)
+                if isinstance(hidden, dict):
+                    extra = hidden.get("additional_headers")
+                    hidden["additional_headers"] = {**(extra or {}), **headers}
+                return response
         headers = self._record(kwargs, run, last)
         raise ProxyFailoverExhausted(plan.name, run, headers)
 

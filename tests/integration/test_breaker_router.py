@@ -157,3 +157,37 @@ async def test_disabled_breaker_keeps_calling(upstream: FakeUpstream) -> None:
     for _ in range(5):
         await served_by(router)
     assert keys(upstream).count("sk-a1") == 5
+
+
+async def test_litellm_cooldown_is_adopted_and_a_health_check_ends_it(upstream: FakeUpstream) -> None:
+    import time
+
+    router = litellm.Router(model_list=[], allowed_fails=0, cooldown_time=60)
+    runner = attach(
+        router,
+        {
+            "backends": {
+                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
+                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
+            },
+            "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+            "breaker": {"failure_threshold": 5},
+        },
+    )
+    clock = Clock()
+    clock.now = time.time()  # LiteLLM's cooldown timestamps are real time
+    runner.clock = clock
+    upstream.set(**{"sk-a1": Behavior(429)})  # LiteLLM cools a1 down for 60 s at once
+    assert await served_by(router) == "b1"
+    for _ in range(50):  # LiteLLM records the cooldown from a background task
+        if await runner.cooling_down(["chat/alpha:gpt-x/a1"]):
+            break
+        await asyncio.sleep(0.02)
+    upstream.reset()  # a1 is fine again, but LiteLLM would keep it out for a minute
+    assert await served_by(router) == "b1"
+    [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
+    assert row["state"] == "open" and "LiteLLM cooldown" in row["reason"] and row["litellm_cooldown"]
+    checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
+    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]
+    assert not await runner.cooling_down(["chat/alpha:gpt-x/a1"])  # cleared with the breaker
+    assert await served_by(router) == "a1"

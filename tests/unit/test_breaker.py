@@ -130,3 +130,14 @@ def test_failure_rate_window_rolls_over() -> None:
 )
 def test_what_counts(failure: Failure, counted: bool, signal: Signal) -> None:
     assert signal_of(failure, counted) is signal
+
+
+def test_adopting_a_litellm_cooldown_opens_a_closed_breaker_until_its_end() -> None:
+    from litellm_failover_plugin.breaker import adopt_cooldown
+
+    b, t = adopt_cooldown(CLOSED, until=25.0, now=20.0)
+    assert b.state is State.OPEN and b.open_until == 25.0 and t is not None
+    assert access(b, 24.9) is Access.SKIP and access(b, 25.0) is Access.PROBE
+    same, t = adopt_cooldown(b, until=40.0, now=21.0)  # already open: its own timing stands
+    assert same == b and t is None
+    assert adopt_cooldown(CLOSED, until=10.0, now=20.0) == (CLOSED, None)  # already over

@@ -1,0 +1,124 @@
+"""Same-candidate retries and the retry budget inside the attempt loop (waits recorded, not slept)."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import litellm
+import pytest
+
+from litellm_failover_plugin import FailoverExhausted, attach
+from litellm_failover_plugin.litellm.runner import FailoverRunner
+from litellm_failover_plugin.testing import Behavior, FakeUpstream
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream("shared") as u:
+        yield u
+
+
+@pytest.fixture(autouse=True)
+def clean(upstream: FakeUpstream) -> None:
+    upstream.reset()
+
+
+def make(upstream: FakeUpstream, **extra: Any) -> tuple[litellm.Router, FailoverRunner, list[float]]:
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    route = {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"], "max_retries_per_element": 2}
+    route.update(extra.pop("route", {}))
+    runner = attach(
+        router,
+        {
+            "backends": {
+                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
+                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
+            },
+            "routes": {"chat": route},
+            "breaker": {"failure_threshold": 50},
+            "retries": {"base_s": 0.5, "max_wait_s": 4, "max_total_s": 10},
+            **extra,
+        },
+    )
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    runner.sleep = sleep
+    runner.rng = lambda: 1.0  # the top of the jitter range: waits are exact
+    return router, runner, waits
+
+
+def keys(upstream: FakeUpstream) -> list[str]:
+    return [r.key for r in upstream.received]
+
+
+async def test_retries_the_same_candidate_with_backoff_then_moves_on(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1", "sk-a1", "sk-a1", "sk-b1"]
+    assert waits == [0.5, 1.0]
+    assert response._hidden_params["additional_headers"]["x-failover-attempts"] == "4"
+
+
+async def test_a_retry_that_succeeds_stays_on_the_candidate(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+
+    async def heal(s: float) -> None:
+        waits.append(s)
+        upstream.set(**{"sk-a1": Behavior()})
+
+    runner.sleep = heal
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1", "sk-a1"]
+    assert response._hidden_params["additional_headers"]["x-failover-key"] == "a1"
+
+
+async def test_retry_after_is_honoured(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503, retry_after_s=3)})
+    await router.acompletion(model="chat", messages=MESSAGES)
+    assert waits == [3.0, 3.0]
+
+
+async def test_retry_after_longer_than_a_wait_falls_over_at_once(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(429, retry_after_s=60)})
+    await router.acompletion(model="chat", messages=MESSAGES)
+    assert waits == [] and keys(upstream) == ["sk-a1", "sk-b1"]
+
+
+async def test_no_retry_past_the_clients_timeout(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(503)})
+    await router.acompletion(model="chat", messages=MESSAGES, timeout=0.8)
+    assert waits == [0.5]  # the second wait (1.0 s) would outlast the 0.8 s timeout
+    assert keys(upstream) == ["sk-a1", "sk-a1", "sk-b1"]
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_failures_that_do_not_fall_over_are_not_retried(upstream: FakeUpstream, status: int) -> None:
+    router, runner, waits = make(upstream)
+    upstream.set(**{"sk-a1": Behavior(status)})
+    with pytest.raises((litellm.BadRequestError, litellm.AuthenticationError)):
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert waits == [] and keys(upstream) == ["sk-a1"]
+
+
+async def test_budget_stops_extra_calls_and_says_why(upstream: FakeUpstream) -> None:
+    router, runner, waits = make(
+        upstream, route={"max_retries_per_element": 0}, retry_budget={"ratio": 0, "min_per_s": 0.1, "ttl_s": 10}
+    )
+    upstream.set(**{"sk-a1": Behavior(503)})
+    await router.acompletion(model="chat", messages=MESSAGES)  # the one extra call of the window
+    upstream.reset()
+    upstream.set(**{"sk-a1": Behavior(503)})
+    with pytest.raises(FailoverExhausted) as info:
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1"]
+    assert "retry budget exhausted" in info.value.message
+    assert info.value.status_code == 503
