@@ -318,9 +318,13 @@ async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say:
                 side.stop()
 
 
+def round_ratios(a: list[Load], b: list[Load]) -> list[float]:
+    return [round(x.rps / y.rps, 3) for x, y in zip(a, b) if y.rps]
+
+
 def paired(a: list[Load], b: list[Load]) -> float | None:
     """Median over rounds of a's req/s over b's in the same round."""
-    ratios = [x.rps / y.rps for x, y in zip(a, b) if y.rps]
+    ratios = round_ratios(a, b)
     return round(statistics.median(ratios), 3) if ratios else None
 
 
@@ -354,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="plugin vs plain LiteLLM")
     p.add_argument("--json", help="write the results to this path")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per load step (default 3)")
-    p.add_argument("--rounds", type=int, default=8, help="rounds of the four steps (default 8)")
+    p.add_argument("--rounds", type=int, default=12, help="rounds of the four steps (default 12)")
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--cycles", type=int, default=3, help="outage/recovery cycles per side (default 3)")
     p.add_argument("--decision-rounds", type=int, default=20000, help="timed decisions per size (default 20000)")
@@ -378,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         "decision_worst_us_p99": decisions["worst"],
         "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
+        "round_ratios": {
+            "healthy": round_ratios(plugin.healthy, plain.healthy),
+            "outage": round_ratios(plugin.outage, plugin.healthy),
+            "native_outage": round_ratios(plain.outage, plain.healthy),
+        },
         "sides": {s.name: side_results(s) for s in (plugin, plain)},
         "method": {
             "recovery_s": "median over the cycles of: seconds from the primary's restart, right after it "

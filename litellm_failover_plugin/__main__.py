@@ -27,11 +27,23 @@ def check(path: str) -> int:
         print(f"route {plan.name}: policy {plan.policy}, {len(plan.candidates)} candidates{state}")
         for i, c in enumerate(plan.candidates, 1):
             catch = f"  catch {c.catch.describe()}" if c.catch else ""
-            print(f"  {i:>2}. {c.backend}:{c.model} key {c.key}  falls over on {c.falls_over.describe()}{catch}")
+            prio = f"  priority {c.priority}" if plan.policy == "scored" else ""
+            print(f"  {i:>2}. {c.backend}:{c.model} key {c.key}  falls over on {c.falls_over.describe()}{catch}{prio}")
     return 0
 
 
-COLUMNS = ("deployment", "state", "failures", "open_for_s", "litellm_cooldown", "calls", "latency_ms", "success_rate", "reason")
+COLUMNS = (
+    "deployment",
+    "state",
+    "failures",
+    "open_for_s",
+    "litellm_cooldown",
+    "calls",
+    "latency_ms",
+    "success_rate",
+    "score",
+    "reason",
+)
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> None:

@@ -119,6 +119,8 @@ class Element(_Model):
     catch: ConditionList | None = None
     fallback_status_codes: ConditionList | None = None
     litellm_params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0  # scored routes: lower first
+    cost_per_token: float | None = Field(None, ge=0)  # scored routes: else LiteLLM's cost map
 
     @field_validator("element")
     @classmethod
@@ -138,8 +140,15 @@ class Element(_Model):
         return self.element.partition(":")[2]
 
 
+class ScoreWeights(_Model):
+    latency: float = Field(1.0, ge=0)
+    reliability: float = Field(1.0, ge=0)
+    cost: float = Field(0.0, ge=0)
+
+
 class Route(_Model):
     policy: str = "m"
+    weights: ScoreWeights = Field(default_factory=ScoreWeights)  # scored routes
     elements: list[Element] = Field(min_length=1)
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True

@@ -49,9 +49,17 @@ def policy_mk(elements: Sequence[ElementKeys]) -> list[Slot]:
     return [(i, r) for r in range(rounds) for i, e in enumerate(elements) if r < e.key_count]
 
 
+def policy_scored(elements: Sequence[ElementKeys]) -> list[Slot]:
+    """Every key of every element, like km; the attempt loop re-orders them per request by
+    priority, then by latency, reliability and cost (scoring.rank)."""
+    return policy_km(elements)
+
+
 POLICIES: dict[str, Policy] = {
     "k": policy_k,
     "m": policy_m,
     "km": policy_km,
     "mk": policy_mk,
+    "scored": policy_scored,
 }
+DYNAMIC = frozenset({"scored"})  # policies whose order the attempt loop recomputes per request

@@ -34,6 +34,7 @@ class Candidate:
     falls_over: Conditions  # failures of this candidate that move on to the next one
     catch: Conditions | None  # only try this candidate after a failure matching these
     max_retries: int = 0  # same-candidate retries before moving on
+    priority: int = 0  # scored routes: lower first
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     falls_over=settings.conditions_for(name, e),
                     catch=e.catch,
                     max_retries=settings.retries_for(name),
+                    priority=e.priority,
                 )
             )
         plans[name] = RoutePlan(name, route.policy, route.enabled, tuple(candidates))

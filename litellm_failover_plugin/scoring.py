@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +23,42 @@ def observe(s: Stats, ok: bool, latency_ms: float | None, now: float, alpha: flo
     if ok and latency_ms is not None:
         latency = latency_ms if latency is None else (1 - alpha) * latency + alpha * latency_ms
     return replace(s, calls=s.calls + 1, latency_ms=latency, success_rate=rate, last_at=now)
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    latency: float = 1.0
+    reliability: float = 1.0
+    cost: float = 0.0
+
+
+def score(s: Stats | None, cost: float | None, worst_latency: float, worst_cost: float, w: Weights) -> float:
+    """Lower is better. Each part is scaled to 0..1 against the worst candidate of the route;
+    what is not known yet (no calls, no price) scores as well as the best, so new candidates
+    get their chance."""
+    latency = s.latency_ms if s is not None and s.latency_ms is not None else 0.0
+    failing = 1.0 - s.success_rate if s is not None and s.success_rate is not None else 0.0
+    return (
+        w.latency * (latency / worst_latency if worst_latency > 0 else 0.0)
+        + w.reliability * failing
+        + w.cost * ((cost or 0.0) / worst_cost if worst_cost > 0 else 0.0)
+    )
+
+
+def rank(
+    ids: Sequence[str],
+    items: Sequence[T],
+    priorities: Sequence[int],
+    stats: Mapping[str, Stats],
+    costs: Mapping[str, float | None],
+    w: Weights,
+) -> list[T]:
+    """`items` ordered by priority (lower first), then score; ties keep the written order."""
+    latencies = [stats[i].latency_ms or 0.0 for i in ids if i in stats]
+    worst_latency = max(latencies, default=0.0)
+    worst_cost = max((c for c in costs.values() if c), default=0.0)
+    keyed = [
+        (priorities[n], score(stats.get(i), costs.get(i), worst_latency, worst_cost, w), n)
+        for n, i in enumerate(ids)
+    ]
+    return [items[n] for _, _, n in sorted(keyed)]

@@ -72,6 +72,7 @@ class HealthChecker:
         params: dict[str, Any] = deployment.litellm_params.model_dump(exclude_none=True)
         params.update(max_retries=0, timeout=self.settings.timeout_s, max_tokens=1, messages=PING)
         params["metadata"] = {"tags": ["failover-health-check"]}
+        params["no-log"] = True  # internal traffic: not for the users' logging callbacks (and ~30% cheaper)
         try:
             await asyncio.wait_for(litellm.acompletion(**params), self.settings.timeout_s + 1)
         except asyncio.CancelledError:

@@ -38,7 +38,8 @@ from ..conditions import falls_over
 from ..config import ConfigError, FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
 from ..retries import RetryBudget, RetryPolicy, next_wait
-from ..scoring import Stats, observe
+from ..policies import DYNAMIC
+from ..scoring import Stats, Weights, observe, rank
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
@@ -58,6 +59,7 @@ _ROUTER_ONLY_KWARGS = (
     "include_fallback_errors",
 )
 METADATA_KEY = "failover"
+Step = Callable[[Breaker], tuple[Breaker, "Transition | None"]]
 
 
 class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
@@ -137,12 +139,24 @@ class FailoverRunner:
         self._redact = Redactor.for_settings(settings)
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
         self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
+        self.costs = {i: _cost_per_token(settings, c) for i, c in self.candidates.items()}
+        self.weights = {
+            name: Weights(**settings.routes[name].weights.model_dump())
+            for name, p in self.plans.items()
+            if p.policy in DYNAMIC
+        }
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
         return await self.run(plan, args, kwargs)
+
+    def ranked(self, plan: RoutePlan) -> RoutePlan:
+        """A scored route's candidates by priority, then latency, reliability and cost."""
+        c = plan.candidates
+        order = rank(plan.deployment_ids, c, [x.priority for x in c], self.stats, self.costs, self.weights[plan.name])
+        return replace(plan, candidates=tuple(order))
 
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
@@ -173,18 +187,23 @@ class FailoverRunner:
                     due.add(id)
         return unavailable, breakers, due
 
-    async def adopt(self, id: str, until: float, now: float) -> Breaker:
-        """Open a closed breaker for as long as LiteLLM cools the deployment down."""
-        transition: list[Transition] = []
+    async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
+        """Apply one breaker step atomically in the store; log the state change it made, if any."""
+        made: list[Transition] = []
 
         def apply(b: Breaker) -> Breaker:
-            new, t = adopt_cooldown(b, until, now)
-            transition[:] = [t] if t is not None else []
+            new, t = step(b)
+            made[:] = [t] if t is not None else []
             return new
 
         _, new = await self.store.update(id, apply)
-        for t in transition:
+        for t in made:
             self.log_transition(id, t)
+        return new, made[0] if made else None
+
+    async def adopt(self, id: str, until: float, now: float) -> Breaker:
+        """Open a closed breaker for as long as LiteLLM cools the deployment down."""
+        new, _ = await self._change(id, lambda b: adopt_cooldown(b, until, now))
         return new
 
     async def take_probe(self, id: str) -> bool:
@@ -209,20 +228,10 @@ class FailoverRunner:
         if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
             return None
         now = self.clock()
-        transition: list[Transition] = []
-
-        def apply(b: Breaker) -> Breaker:
-            new, t = record(b, signal, now, self.breaker, retry_after_s)
-            transition[:] = [t] if t is not None else []
-            return new
-
-        await self.store.update(id, apply)
-        for t in transition:
-            self.log_transition(id, t)
-            if t.new is State.CLOSED:
-                await self.clear_cooldown(id)
-            return t
-        return None
+        _, t = await self._change(id, lambda b: record(b, signal, now, self.breaker, retry_after_s))
+        if t is not None and t.new is State.CLOSED:
+            await self.clear_cooldown(id)
+        return t
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
@@ -261,6 +270,8 @@ class FailoverRunner:
         deadline = started + float(timeout) if isinstance(timeout, (int, float)) else None
         if self.budget is not None:
             self.budget.deposit(started)
+        if plan.policy in DYNAMIC:
+            plan = self.ranked(plan)
         unavailable, breakers, due = await self._snapshot(plan)
         run = FailoverRun(plan, unavailable)
         last: Candidate | None = None
@@ -385,6 +396,18 @@ class _SyncGuard:
                 "(the proxy always does)"
             )
         return self._original(*args, **kwargs)
+
+
+def _cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:
+    """Price of one token (input + output): the element's own, else LiteLLM's cost map."""
+    element = settings.routes[c.route].elements[c.element_index]
+    if element.cost_per_token is not None:
+        return element.cost_per_token
+    provider = settings.backends[c.backend].provider
+    info = litellm.model_cost.get(f"{provider}/{c.model}") or litellm.model_cost.get(c.model) or {}
+    prices = [info.get("input_cost_per_token"), info.get("output_cost_per_token")]
+    known = [float(p) for p in prices if isinstance(p, (int, float))]
+    return sum(known) if known else None
 
 
 def _first_ids(runner: FailoverRunner) -> list[str]:

@@ -191,3 +191,41 @@ async def test_litellm_cooldown_is_adopted_and_a_health_check_ends_it(upstream: 
     assert await checker.tick() == ["chat/alpha:gpt-x/a1"]
     assert not await runner.cooling_down(["chat/alpha:gpt-x/a1"])  # cleared with the breaker
     assert await served_by(router) == "a1"
+
+
+def scored(upstream: FakeUpstream, beta_priority: int) -> tuple[litellm.Router, FailoverRunner]:
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    runner = attach(
+        router,
+        {
+            "backends": {
+                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
+                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
+            },
+            "routes": {
+                "chat": {
+                    "policy": "scored",
+                    "elements": ["alpha:gpt-x", {"element": "beta:gpt-y", "priority": beta_priority}],
+                }
+            },
+        },
+    )
+    return router, runner
+
+
+async def test_scored_route_moves_to_the_faster_candidate(upstream: FakeUpstream) -> None:
+    router, runner = scored(upstream, beta_priority=0)
+    upstream.set(**{"sk-a1": Behavior(delay_s=0.2)})
+    served = [await served_by(router) for _ in range(5)]
+    assert served[:2] == ["a1", "b1"]  # written order first; an unknown candidate gets its chance
+    assert served[2:] == ["b1", "b1", "b1"]  # then the faster one
+    rows = {r["key"]: r for r in await status_rows(runner)}
+    assert rows["a1"]["latency_ms"] > rows["b1"]["latency_ms"]
+
+
+async def test_scored_route_keeps_priority_over_speed(upstream: FakeUpstream) -> None:
+    router, runner = scored(upstream, beta_priority=1)
+    upstream.set(**{"sk-a1": Behavior(delay_s=0.2)})
+    assert [await served_by(router) for _ in range(4)] == ["a1"] * 4
+    upstream.set(**{"sk-a1": Behavior(503)})
+    assert await served_by(router) == "b1"  # and still fails over in that order
