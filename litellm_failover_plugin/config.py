@@ -140,6 +140,17 @@ class Element(_Model):
         return self.element.partition(":")[2]
 
 
+class QueueSettings(_Model):
+    """Hold requests while every candidate of a route is down, instead of failing them."""
+
+    enabled: bool = True
+    max_size: int = Field(100, ge=1)  # per route; over it: an immediate 503 with Retry-After
+    max_wait_s: float = Field(30.0, gt=0)  # and never past the request's own timeout
+    release_concurrency: int = Field(4, ge=1)  # queued requests in flight at once after a recovery
+    default_priority: int = 0  # lower is served first
+    recheck_s: float = Field(1.0, gt=0)  # when no cooldown end is known, look again after this
+
+
 class ScoreWeights(_Model):
     latency: float = Field(1.0, ge=0)
     reliability: float = Field(1.0, ge=0)
@@ -149,6 +160,7 @@ class ScoreWeights(_Model):
 class Route(_Model):
     policy: str = "m"
     weights: ScoreWeights = Field(default_factory=ScoreWeights)  # scored routes
+    queue: QueueSettings | None = None  # overrides failover_settings.queue for this route
     elements: list[Element] = Field(min_length=1)
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True
@@ -241,6 +253,7 @@ class FailoverSettings(_Model):
     health_checks: HealthCheckSettings | None = None
     retries: RetrySettings = Field(default_factory=RetrySettings)
     retry_budget: RetryBudgetSettings | None = None  # off unless set
+    queue: QueueSettings | None = None  # off unless set (here for every route, or per route)
     redis_url: str | None = None  # else router_settings.redis_host/port/password, else in memory
 
     @field_validator("redis_url")
@@ -286,6 +299,10 @@ class FailoverSettings(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def queue_for(self, route: str) -> QueueSettings | None:
+        q = self.routes[route].queue or self.queue
+        return q if q is not None and q.enabled else None
 
     def retries_for(self, route: str) -> int:
         own = self.routes[route].max_retries_per_element

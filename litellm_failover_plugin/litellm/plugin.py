@@ -22,7 +22,7 @@ from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from .health import HealthChecker
-from .runner import METADATA_KEY, FailoverRunner, install, installed_runner
+from .runner import METADATA_KEY, PRIORITY_KEY, FailoverRunner, install, installed_runner
 from .status import status_rows
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -60,6 +60,8 @@ class FailoverPlugin(CustomLogger):
         if router is None or installed_runner(router) is not None:
             return
         self.runner = install(router, self.settings, self._the_store())
+        if any(self.settings.queue_for(r) for r in self.settings.routes):
+            _cancel_on_disconnect()
         if self.settings.health_checks is not None:
             if self.health is None:
                 self.health = HealthChecker(self.runner, self.settings.health_checks)
@@ -95,12 +97,21 @@ class FailoverPlugin(CustomLogger):
             return {"deployments": [], "store": "none"}
         down = isinstance(self.store, ResilientStore) and self.store.down
         kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
-        return {"store": kind, "deployments": await status_rows(self.runner)}
+        queues = {name: w.status() for name, w in self.runner.waiters.items()}
+        return {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any] | None:
         self.ensure_installed()
+        if data.get("model") in self.settings.routes:
+            # LiteLLM's own scheduler would take a body `priority`; for a route it orders our queue
+            priority = data.pop("priority", None)
+            md = data.setdefault("metadata", {})
+            if isinstance(md, dict):
+                priority = md.pop("priority", priority)
+                if isinstance(priority, int) and not isinstance(priority, bool):
+                    md[PRIORITY_KEY] = priority
         return None
 
     async def async_post_call_response_headers_hook(
@@ -120,6 +131,17 @@ class FailoverPlugin(CustomLogger):
 
 
 _proxy_plugin: FailoverPlugin | None = None
+
+
+def _cancel_on_disconnect() -> None:
+    """A queued request whose client went away must leave the queue: LiteLLM cancels the call's
+    task on disconnect only with general_settings.cancel_on_disconnect, so turn it on."""
+    from litellm.proxy import proxy_server
+
+    settings = proxy_server.general_settings
+    if isinstance(settings, dict) and not settings.get("cancel_on_disconnect"):
+        settings["cancel_on_disconnect"] = True
+        log.info("failover queue: turned on general_settings.cancel_on_disconnect (a client that leaves, leaves the queue)")
 _status_route_added = False
 STATUS_PATH = "/failover/status"
 

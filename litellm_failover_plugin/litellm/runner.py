@@ -15,7 +15,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import litellm
@@ -43,6 +44,7 @@ from ..scoring import Stats, Weights, observe, rank
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
+from .waiting import Place, QueueTimeout, RouteWaiter
 from .translate import Redactor, build_deployments, classify, response_headers
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -59,14 +61,24 @@ _ROUTER_ONLY_KWARGS = (
     "include_fallback_errors",
 )
 METADATA_KEY = "failover"
+PRIORITY_KEY = "failover_priority"  # the plugin moves a request's `priority` here (see plugin.py)
+_EXHAUSTED = object()
+
+
+@dataclass
+class Snapshot:
+    unavailable: dict[str, Outcome]
+    breakers: dict[str, Breaker]
+    due: set[str]  # open deployments whose single probe may be taken now
+    next_due: float | None  # when the earliest unavailable candidate becomes callable again
 Step = Callable[[Breaker], tuple[Breaker, "Transition | None"]]
 
 
 class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
     """FailoverExhausted that the proxy renders as an OpenAI error with its own status."""
 
-    def __init__(self, route: str, run: FailoverRun, headers: dict[str, str]) -> None:
-        FailoverExhausted.__init__(self, route, run.attempts, run.exhausted_status(), run.stopped)
+    def __init__(self, route: str, run: FailoverRun, headers: dict[str, str], status: int | None = None) -> None:
+        FailoverExhausted.__init__(self, route, run.attempts, status or run.exhausted_status(), run.stopped)
         ProxyException.__init__(
             self,
             message=self.message,
@@ -137,6 +149,9 @@ class FailoverRunner:
         self.budget = RetryBudget(b.ratio, b.min_per_s, b.ttl_s) if b is not None else None
         self._original = router.async_function_with_fallbacks
         self._redact = Redactor.for_settings(settings)
+        self.waiters = {
+            name: RouteWaiter(name, q, clock) for name in self.plans if (q := settings.queue_for(name)) is not None
+        }
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
         self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
         self.costs = {i: _cost_per_token(settings, c) for i, c in self.candidates.items()}
@@ -166,26 +181,28 @@ class FailoverRunner:
         cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
         return {i: float(v["timestamp"]) + float(v["cooldown_time"]) for i, v in cooling}
 
-    async def _snapshot(self, plan: RoutePlan) -> tuple[dict[str, Outcome], dict[str, Breaker], set[str]]:
-        """What to skip, the breakers as read, and which open deployments are due a probe."""
+    async def _snapshot(self, plan: RoutePlan) -> Snapshot:
+        """What to skip and why, the breakers as read, which are due a probe, and when the
+        earliest unavailable candidate becomes callable again."""
         ids = list(plan.deployment_ids)
         cooling = await self.cooling_down(ids)
-        unavailable = dict.fromkeys(cooling, Outcome.SKIPPED_COOLDOWN)
-        breakers: dict[str, Breaker] = {}
-        due: set[str] = set()
-        if self.breaker_on:
-            now = self.clock()
-            for id, b in zip(ids, await self.store.get_many(ids)):
-                if id in cooling and b.state is State.CLOSED:
-                    b = await self.adopt(id, cooling[id], now)
-                breakers[id] = b
-                verdict = access(b, now)
-                if verdict is Access.SKIP:
-                    unavailable.setdefault(id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
-                elif verdict is Access.PROBE:
-                    unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
-                    due.add(id)
-        return unavailable, breakers, due
+        snap = Snapshot(dict.fromkeys(cooling, Outcome.SKIPPED_COOLDOWN), {}, set(), min(cooling.values(), default=None))
+        if not self.breaker_on:
+            return snap
+        now = self.clock()
+        for id, b in zip(ids, await self.store.get_many(ids)):
+            if id in cooling and b.state is State.CLOSED:
+                b = await self.adopt(id, cooling[id], now)
+            snap.breakers[id] = b
+            verdict = access(b, now)
+            if verdict is Access.SKIP:
+                snap.unavailable.setdefault(id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
+                t = max(b.open_until, b.probe_until)
+                snap.next_due = t if snap.next_due is None else min(snap.next_due, t)
+            elif verdict is Access.PROBE:
+                snap.unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
+                snap.due.add(id)
+        return snap
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
         """Apply one breaker step atomically in the store; log the state change it made, if any."""
@@ -231,7 +248,15 @@ class FailoverRunner:
         _, t = await self._change(id, lambda b: record(b, signal, now, self.breaker, retry_after_s))
         if t is not None and t.new is State.CLOSED:
             await self.clear_cooldown(id)
+            await self.recovered(id)
         return t
+
+    async def recovered(self, id: str) -> None:
+        """A deployment is back: wake the queues of the routes it serves."""
+        c = self.candidates.get(id)
+        waiter = self.waiters.get(c.route) if c is not None else None
+        if waiter is not None:
+            await waiter.recovered()
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
@@ -264,25 +289,63 @@ class FailoverRunner:
         original_function = kwargs["original_function"]
         for name in _ROUTER_ONLY_KWARGS:
             kwargs.pop(name, None)
-        stream = kwargs.get("stream") is True
         started = self.clock()
         timeout = kwargs.get("timeout") or kwargs.get("request_timeout")
         deadline = started + float(timeout) if isinstance(timeout, (int, float)) else None
         if self.budget is not None:
             self.budget.deposit(started)
-        if plan.policy in DYNAMIC:
-            plan = self.ranked(plan)
-        unavailable, breakers, due = await self._snapshot(plan)
-        run = FailoverRun(plan, unavailable)
-        last: Candidate | None = None
+        waiter = self.waiters.get(plan.name)
+        place: Place | None = None
+        try:
+            while True:
+                walk_plan = self.ranked(plan) if plan.policy in DYNAMIC else plan
+                snap = await self._snapshot(walk_plan)
+                run = FailoverRun(walk_plan, snap.unavailable)
+                response = await self._walk(run, snap, original_function, args, kwargs, deadline)
+                if response is not _EXHAUSTED:
+                    return response
+                if waiter is None or run.stopped:
+                    raise self._exhausted(run, kwargs)
+                # every candidate is down: wait for one to come back instead of failing
+                now = self.clock()
+                if place is None:
+                    place = waiter.enter(self._priority(kwargs, waiter.settings.default_priority))
+                    if place is None:
+                        run.stop(f"the queue of route {plan.name!r} is full ({waiter.settings.max_size} waiting)")
+                        raise self._exhausted(run, kwargs, status=503, retry_after=snap.next_due)
+                limit = place.ticket.since + waiter.settings.max_wait_s
+                until = min(limit, deadline) if deadline is not None else limit
+                due = snap.next_due if snap.next_due is not None and snap.next_due > now else None
+                try:
+                    await waiter.wait(place, due or now + waiter.settings.recheck_s, until)
+                except QueueTimeout:
+                    waited = self.clock() - place.ticket.since
+                    why = "max_wait_s" if until == limit else "the request's timeout"
+                    run.stop(f"waited {waited:.1f}s in the queue ({why}); every candidate still down")
+                    raise self._exhausted(run, kwargs, status=503, retry_after=snap.next_due) from None
+        finally:
+            if place is not None and waiter is not None:
+                await waiter.done(place)
+
+    async def _walk(
+        self,
+        run: FailoverRun,
+        snap: Snapshot,
+        original_function: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float | None,
+    ) -> Any:
+        """One walk through the plan: the response, or _EXHAUSTED. Raises what goes back as is."""
+        plan = run.plan
+        stream = kwargs.get("stream") is True
         for candidate in run.candidates():
             id = candidate.deployment_id
-            if id in due and not await self.take_probe(id):
+            if id in snap.due and not await self.take_probe(id):
                 run.skipped(candidate, Outcome.SKIPPED_OPEN)
                 continue
             if not self._extra_call_allowed(run):
                 break
-            last = candidate
             retry, waited = 0, 0.0
             while True:
                 call_kwargs = dict(kwargs)
@@ -303,7 +366,7 @@ class FailoverRunner:
                     signal = signal_of(failure, counted)
                     if counted:
                         self._observe(id, False, None)
-                    opened = await self.report(id, signal, breakers.get(id), failure.retry_after_s)
+                    opened = await self.report(id, signal, snap.breakers.get(id), failure.retry_after_s)
                     if signal is Signal.FAILURE and counted and opened is None:
                         now = self.clock()
                         policy = replace(self.retry_policy, max_retries=candidate.max_retries)
@@ -327,7 +390,7 @@ class FailoverRunner:
                     )
                     break
                 self._observe(id, True, (self.clock() - t0) * 1000)
-                await self.report(id, Signal.SUCCESS, breakers.get(id))
+                await self.report(id, Signal.SUCCESS, snap.breakers.get(id))
                 run.succeeded(candidate)
                 headers = self._record(kwargs, run, candidate)
                 hidden = getattr(response, "_hidden_params", None)
@@ -335,8 +398,35 @@ class FailoverRunner:
                     extra = hidden.get("additional_headers")
                     hidden["additional_headers"] = {**(extra or {}), **headers}
                 return response
-        headers = self._record(kwargs, run, last)
-        raise ProxyFailoverExhausted(plan.name, run, headers)
+        return _EXHAUSTED
+
+    def _exhausted(
+        self,
+        run: FailoverRun,
+        kwargs: dict[str, Any],
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> ProxyFailoverExhausted:
+        called = [a.candidate for a in run.attempts if a.outcome.called]
+        headers = self._record(kwargs, run, called[-1] if called else None)
+        if status is not None:
+            seconds = max(1, math.ceil(retry_after - self.clock())) if retry_after is not None else 1
+            headers = {**headers, "retry-after": str(seconds)}
+        return ProxyFailoverExhausted(run.plan.name, run, headers, status)
+
+    @staticmethod
+    def _priority(kwargs: dict[str, Any], default: int) -> int:
+        """The request's own priority, else its key's or team's metadata, else the route's default."""
+        md = kwargs.get("metadata") or kwargs.get("litellm_metadata") or {}
+        for value in (
+            md.get(PRIORITY_KEY),
+            md.get("priority"),
+            (md.get("user_api_key_metadata") or {}).get("priority"),
+            (md.get("user_api_key_team_metadata") or {}).get("priority"),
+        ):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return default
 
     def _record(self, kwargs: dict[str, Any], run: FailoverRun, served: Candidate | None) -> dict[str, str]:
         """Leave what happened in the request's metadata, where the proxy's hooks read it."""

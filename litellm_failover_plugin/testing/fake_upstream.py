@@ -41,6 +41,7 @@ class Received:
     model: str
     stream: bool
     at: float
+    prompt: str = ""  # the last message's text: lets a test tell requests apart
 
 
 @dataclass
@@ -49,6 +50,8 @@ class _State:
     default: Behavior = field(default_factory=Behavior)
     by_key: dict[str, Behavior] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 def _completion(name: str, model: str, key_hint: str) -> dict[str, Any]:
@@ -87,10 +90,17 @@ def build_app(state: _State) -> web.Application:
         key = auth.removeprefix("Bearer ").strip()
         model = str(body.get("model", ""))
         stream = bool(body.get("stream"))
-        state.received.append(Received(key, model, stream, time.time()))
+        messages = body.get("messages") or [{}]
+        prompt = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
+        state.received.append(Received(key, model, stream, time.time(), prompt))
         b = state.by_key.get(key, state.default)
-        if b.delay_s:
-            await asyncio.sleep(b.delay_s)
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            if b.delay_s:
+                await asyncio.sleep(b.delay_s)
+        finally:
+            state.in_flight -= 1
         if b.status != 200:
             headers = {}
             if b.retry_after_s is not None:
@@ -130,6 +140,7 @@ def build_app(state: _State) -> web.Application:
 
     async def reset(_: web.Request) -> web.Response:
         state.received.clear()
+        state.max_in_flight = 0
         return web.json_response({"ok": True})
 
     app = web.Application()
@@ -164,6 +175,11 @@ class FakeUpstream:
 
     def keys_received(self) -> list[str]:
         return [r.key for r in self._state.received]
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests it was answering at once since the last reset."""
+        return self._state.max_in_flight
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
@@ -211,6 +227,7 @@ class FakeUpstream:
 
     def reset(self) -> None:
         self._state.received.clear()
+        self._state.max_in_flight = 0
         self._state.by_key.clear()
         self._state.default = Behavior()
 
