@@ -178,10 +178,23 @@ def _config_path() -> str:
     return str(path)
 
 
+def _proxy_logging() -> None:
+    """State changes, queue entries and releases are for operators: print them on the proxy's
+    stderr, at FAILOVER_LOG_LEVEL (default INFO), unless logging was configured already."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(os.environ.get("FAILOVER_LOG_LEVEL", "INFO").upper())
+    log.propagate = False
+
+
 def proxy_plugin() -> FailoverPlugin:
     """The one plugin instance of this proxy process, built from the proxy's config file."""
     global _proxy_plugin
     if _proxy_plugin is None:
+        _proxy_logging()
         try:
             settings = load_settings(_config_path())
         except ConfigError as e:

@@ -72,6 +72,12 @@ class RouteWaiter:
                         self.queue.release(place.ticket)
                         place.released = True
                         place.seen_recoveries = self.recoveries
+                        log.info(
+                            "failover queue route=%s released after %.2fs length=%d",
+                            self.route,
+                            now - place.ticket.since,
+                            len(self.queue),
+                        )
                         return
                     until = deadline if ready or due is None else min(deadline, max(due, now + MIN_NAP_S))
                     try:

@@ -186,12 +186,6 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self._thread.start()
-
-        async def setup() -> None:
-            self._runner = web.AppRunner(build_app(self._state), access_log=None)
-            await self._runner.setup()
-
-        self._call(setup())
         self.up()
         return self
 
@@ -199,23 +193,25 @@ class FakeUpstream:
         """Listen (again) on the same port."""
 
         async def listen() -> None:
-            assert self._runner is not None
+            self._runner = web.AppRunner(build_app(self._state), access_log=None)
+            await self._runner.setup()
             self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
             await self._site.start()
             server = self._site._server
             assert server is not None and server.sockets
             self.port = server.sockets[0].getsockname()[1]
 
-        if self._site is None:
+        if self._runner is None:
             self._call(listen())
 
     def down(self) -> None:
-        """Stop listening: clients get 'connection refused', as from a scaled-down server."""
+        """Stop listening and drop every open connection, as a scaled-down server does: clients
+        get 'connection refused' (or a reset on a kept-alive connection)."""
 
         async def close() -> None:
-            if self._site is not None:
-                await self._site.stop()
-                self._site = None
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner, self._site = None, None
 
         self._call(close())
 
@@ -232,12 +228,8 @@ class FakeUpstream:
         self._state.default = Behavior()
 
     def stop(self) -> None:
-        async def cleanup() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
         if self._thread.is_alive():
-            self._call(cleanup())
+            self.down()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
         self._loop.close()
