@@ -48,6 +48,7 @@ class FailoverPlugin(CustomLogger):
         self.health: HealthChecker | None = None
         self._startup: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
 
     def _the_store(self) -> StateStore:
         if self.store is None:
@@ -71,7 +72,29 @@ class FailoverPlugin(CustomLogger):
                     self._health_task = asyncio.get_running_loop().create_task(self.health.run_forever())
                 except RuntimeError:
                     pass  # no loop yet: the first request starts it
+        if self.settings.redis_url and any(self.settings.queue_for(r) for r in self.settings.routes):
+            if self._listen_task is None or self._listen_task.done():
+                try:
+                    self._listen_task = asyncio.get_running_loop().create_task(self._listen_for_recoveries())
+                except RuntimeError:
+                    pass
         _add_status_route(self)
+
+    async def _listen_for_recoveries(self) -> None:
+        """Wake this replica's queues when any replica sees a deployment recover (Redis pub/sub)."""
+        store = self.store.primary if isinstance(self.store, ResilientStore) else self.store
+        if not isinstance(store, RedisStore):
+            return
+        while True:
+            try:
+                async for id in store.recoveries():
+                    if self.runner is not None:
+                        await self.runner.recovered(id, tell_others=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis away: queues still wake on their own due times meanwhile
+                log.warning("failover recovery notices: %s; listening again in 1s", type(e).__name__)
+                await asyncio.sleep(1.0)
 
     def start(self) -> None:
         """Install as soon as the proxy's router exists (called once, from the proxy's loop)."""

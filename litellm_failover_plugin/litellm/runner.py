@@ -251,12 +251,15 @@ class FailoverRunner:
             await self.recovered(id)
         return t
 
-    async def recovered(self, id: str) -> None:
-        """A deployment is back: wake the queues of the routes it serves."""
+    async def recovered(self, id: str, *, tell_others: bool = True) -> None:
+        """A deployment is back: wake the queues of the routes it serves (on every replica)."""
         c = self.candidates.get(id)
         waiter = self.waiters.get(c.route) if c is not None else None
         if waiter is not None:
             await waiter.recovered()
+        publish = getattr(self.store, "publish_recovery", None)
+        if tell_others and publish is not None and self.waiters:
+            await publish(id)
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
@@ -75,6 +75,27 @@ class RedisStore:
                 name = key.decode() if isinstance(key, bytes) else key
                 out[name[len(self._prefix) :]] = decode(raw)
         return out
+
+    @property
+    def channel(self) -> str:
+        return self._prefix + "recovered"
+
+    async def publish_recovery(self, id: str) -> None:
+        """Tell every replica that a deployment is back (so their queues wake at once)."""
+        await self._redis.publish(self.channel, id)
+
+    async def recoveries(self) -> AsyncIterator[str]:
+        """Deployment ids that any replica saw recover, as they come."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    data = message["data"]
+                    yield data.decode() if isinstance(data, bytes) else str(data)
+        finally:
+            await pubsub.aclose()
 
     async def aclose(self) -> None:
         await self._redis.aclose()

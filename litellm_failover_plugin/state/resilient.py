@@ -81,5 +81,14 @@ class ResilientStore:
         result = await self._try(self._primary.items)
         return result if result is not None else await self._local.items()
 
+    async def publish_recovery(self, id: str) -> None:
+        publish = getattr(self._primary, "publish_recovery", None)
+        if publish is not None:
+            await self._try(lambda: publish(id))
+
+    @property
+    def primary(self) -> StateStore:
+        return self._primary
+
     async def aclose(self) -> None:
         await self._primary.aclose()

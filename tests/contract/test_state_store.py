@@ -111,3 +111,25 @@ async def test_redis_down_serves_locally_warns_once_and_resyncs(
     assert await other.get_many(["during"]) == [replace(opened(99.0), failures=4)]
     await other.aclose()
     await store.aclose()
+
+
+async def test_redis_recovery_notices_reach_other_replicas(redis_server: RedisServer) -> None:
+    a = RedisStore.from_url(redis_server.url, prefix="test:pubsub:")
+    b = RedisStore.from_url(redis_server.url, prefix="test:pubsub:")
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for id in b.recoveries():
+            heard.append(id)
+            return
+
+    listener = asyncio.create_task(listen())
+    for _ in range(100):  # until b's subscription is in place
+        await a.publish_recovery("chat/alpha:m/k1")
+        if heard:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(listener, 5)
+    assert heard == ["chat/alpha:m/k1"]
+    await a.aclose()
+    await b.aclose()

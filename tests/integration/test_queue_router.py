@@ -149,3 +149,48 @@ async def test_release_is_paced(upstream: FakeUpstream) -> None:
     assert len(await asyncio.wait_for(asyncio.gather(*tasks), 20)) == 8
     assert upstream.max_in_flight <= 2
     assert [r.prompt for r in upstream.received].count("hi") == 8  # each exactly once
+
+
+async def test_a_recovery_seen_by_one_replica_wakes_the_queue_of_another(upstream: FakeUpstream) -> None:
+    """Two routers in one process stand in for two proxy replicas sharing Redis."""
+    from litellm_failover_plugin.state.redis import RedisStore
+    from litellm_failover_plugin.testing import free_port
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(free_port()).start()
+    try:
+        replicas = []
+        for _ in range(2):
+            router = litellm.Router(model_list=[], disable_cooldowns=True)
+            store = RedisStore.from_url(server.url, prefix="test:wake:")
+            runner = attach(
+                router,
+                {
+                    "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}}},
+                    "routes": {"chat": {"policy": "k", "elements": ["alpha:gpt-x"]}},
+                    "breaker": {"failure_threshold": 1, "cooldown_s": 60},
+                    "queue": {"max_wait_s": 20},
+                },
+                store=store,
+            )
+            replicas.append((router, runner, store))
+        (router_a, runner_a, _), (router_b, runner_b, store_b) = replicas
+
+        async def listen() -> None:  # what the proxy plugin runs on replica B
+            async for id in store_b.recoveries():
+                await runner_b.recovered(id, tell_others=False)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)
+        upstream.set(Behavior(503))
+        waiting = asyncio.create_task(router_b.acompletion(model="chat", messages=MESSAGES))
+        await until(lambda: len(runner_b.waiters["chat"].queue) == 1)
+        upstream.reset()
+        await HealthChecker(runner_a, HealthCheckSettings(interval_s=1, timeout_s=2)).tick()  # replica A sees it
+        response = await asyncio.wait_for(waiting, 5)  # B's breaker cooldown is 60 s: the notice woke it
+        assert response.choices[0].message.content == "Hello from shared"
+        listener.cancel()
+        for _, _, store in replicas:
+            await store.aclose()
+    finally:
+        server.close()
