@@ -44,6 +44,8 @@ from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port  # noq
 
 HOST = "127.0.0.1"
 COOLDOWN_S = 10
+FULL_OUTAGE_S = 4.0  # shorter than the plugin's queue max_wait_s (20)
+FULL_OUTAGE_REQUESTS = 100
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
 
@@ -91,8 +93,9 @@ def plugin_config(primary: Upstream, backup: Upstream, dead_port: int) -> dict[s
                 "chat": {"policy": "m", "elements": ["primary:model", "backup:model"]},
                 "chat-down": {"policy": "m", "elements": ["dead:model", "backup:model"]},
             },
-            # the plugin's defaults for the breaker; health checks every second
+            # the plugin's defaults for the breaker; health checks every second; a queue
             "health_checks": {"interval_s": 1, "timeout_s": 2},
+            "queue": {"max_wait_s": 20, "max_size": 500},
         },
     }
 
@@ -139,7 +142,7 @@ def served_port(headers: Any) -> str:
     return base.rsplit(":", 1)[-1].split("/")[0] if base else "?"
 
 
-async def one(session: aiohttp.ClientSession, url: str, model: str) -> tuple[bool, float, str]:
+async def one_request(session: aiohttp.ClientSession, url: str, model: str) -> tuple[bool, float, str]:
     t0 = time.perf_counter()
     try:
         async with session.post(url, json={"model": model, **BODY}) as r:
@@ -160,7 +163,7 @@ async def load(url: str, model: str, seconds: float, concurrency: int) -> Load:
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                ok, ms, port = await one(session, url, model)
+                ok, ms, port = await one_request(session, url, model)
                 if ok:
                     result.ok += 1
                     result.latencies_ms.append(ms)
@@ -176,7 +179,7 @@ async def load(url: str, model: str, seconds: float, concurrency: int) -> Load:
 
 async def sequential_ms(url: str, model: str, n: int) -> list[float]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        return [(await one(session, url, model))[1] for _ in range(n)]
+        return [(await one_request(session, url, model))[1] for _ in range(n)]
 
 
 def refused_call_ms(port: int, n: int = 20) -> float:
@@ -195,7 +198,7 @@ async def recovery_seconds(url: str, model: str, primary_port: str, limit_s: flo
     t0 = time.perf_counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         while time.perf_counter() - t0 < limit_s:
-            ok, _, port = await one(session, url, model)
+            ok, _, port = await one_request(session, url, model)
             if ok and port == primary_port:
                 return time.perf_counter() - t0
             await asyncio.sleep(0.02)
@@ -215,6 +218,7 @@ class Side:
     healthy: list[Load] = field(default_factory=list)
     outage: list[Load] = field(default_factory=list)
     first_failover_ms: list[float] = field(default_factory=list)
+    full_outage: tuple[int, int] = (0, 0)  # (succeeded, sent) while every upstream was down
     recovery_s: list[float | None] = field(default_factory=list)
     healthy_seq_ms: float = 0.0
     refused_ms: float = 0.0
@@ -284,6 +288,26 @@ async def outage_cycles(side: Side, cycles: int, say: Console) -> None:
         )
 
 
+async def full_outage(side: Side, outage_s: float, requests: int) -> tuple[int, int]:
+    """Every upstream down for `outage_s`; `requests` spread over it; how many still succeed."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        side.primary.stop()
+        side.backup.stop()
+        started = time.perf_counter()
+
+        async def one(i: int) -> bool:
+            await asyncio.sleep(i * outage_s / requests)
+            ok, _, _ = await one_request(session, side.url, side.model)
+            return ok
+
+        tasks = [asyncio.create_task(one(i)) for i in range(requests)]
+        await asyncio.sleep(max(0.0, outage_s - (time.perf_counter() - started)))
+        side.primary.start()
+        side.backup.start()
+        results = await asyncio.gather(*tasks)
+    return sum(results), requests
+
+
 async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say: Console) -> tuple[Side, Side]:
     """Both proxies run at once; load goes to one at a time.
 
@@ -311,6 +335,9 @@ async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say:
         for side in sides:
             await outage_cycles(side, cycles, say)
             side.rss_mb = side.proxy.rss_mb()
+        for side in sides:
+            say.print(f"[{side.name}] every upstream down for {FULL_OUTAGE_S:.0f}s, {FULL_OUTAGE_REQUESTS} requests")
+            side.full_outage = await full_outage(side, FULL_OUTAGE_S, FULL_OUTAGE_REQUESTS)
         return plugin, plain
     finally:
         for side in (plugin, plain):
@@ -374,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         "healthy_ratio": paired(plugin.healthy, plain.healthy),
         "outage_ratio": paired(plugin.outage, plugin.healthy),
         "native_outage_ratio": paired(plain.outage, plain.healthy),
-        "full_outage_success_rate": None,  # the request queue does not exist yet
-        "native_full_outage_success_rate": None,
+        "full_outage_success_rate": round(plugin.full_outage[0] / plugin.full_outage[1], 3),
+        "native_full_outage_success_rate": round(plain.full_outage[0] / plain.full_outage[1], 3),
         "recovery_s": round(plugin.median_recovery_s, 2) if plugin.median_recovery_s is not None else None,
         "native_recovery_s": round(plain.median_recovery_s, 2) if plain.median_recovery_s is not None else None,
         "decision_us_p99": decisions["typical"],
@@ -395,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             "rounds of the ratio inside one round (measured back to back), so machine drift cancels",
             "outage": "primary down = a second route (plugin) or model group (plain) whose primary's port "
             "has no listener, so both proxies see connection refused, cool it down and retry it as usual",
+            "full_outage_success_rate": f"{FULL_OUTAGE_REQUESTS} requests spread over {FULL_OUTAGE_S:g} s "
+            "during which both upstreams are stopped; share answered 200",
             "first_failover_overhead_ms": "median latency of the first request after the primary dies, minus "
             "the median healthy sequential latency, minus a refused connect to the dead port",
         },
@@ -427,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("", str(results["sides"]["plugin"]["outage_errors"]), str(results["sides"]["plain"]["outage_errors"]))
     table.add_row("outage / healthy", str(results["outage_ratio"]), str(results["native_outage_ratio"]))
     table.add_row("first failover overhead", f"{results['first_failover_overhead_ms']} ms", f"{results['native_first_failover_overhead_ms']} ms")
+    table.add_row(
+        f"success, every upstream down {FULL_OUTAGE_S:.0f}s",
+        str(results["full_outage_success_rate"]),
+        str(results["native_full_outage_success_rate"]),
+    )
     table.add_row("recovery after primary returns (median)", f"{results['recovery_s']} s", f"{results['native_recovery_s']} s")
     row("proxy memory (RSS)", "proxy_rss_mb", " MB")
     console.print(table)

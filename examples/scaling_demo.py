@@ -161,7 +161,11 @@ def breakers(client: openai.OpenAI) -> str:
     except Exception:  # noqa: BLE001 - the status line is best effort
         return ""
     marks = {"closed": "ok", "open": "OPEN", "half_open": "probe"}
-    return "  breakers: " + " ".join(f"{row['key']}={marks.get(row['state'], row['state'])}" for row in rows)
+    text = "  breakers: " + " ".join(f"{row['key']}={marks.get(row['state'], row['state'])}" for row in rows)
+    queues = r.json().get("queues") or {} if r.status_code == 200 else {}
+    if queues:
+        text += "  queued: " + " ".join(f"{name}={q['length']}" for name, q in queues.items())
+    return text
 
 
 def status_line(stats: Stats, schedule: Schedule, breaker_text: str = "") -> Text:

@@ -34,6 +34,8 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert KEYS <= results.keys()
     assert set(results["decision_us_p99"]) == {"10", "1000", "10000"}
+    assert 0.0 <= results["full_outage_success_rate"] <= 1.0
+    assert 0.0 <= results["native_full_outage_success_rate"] <= 1.0
     for side in ("plugin", "plain"):
         assert results["sides"][side]["healthy_errors"] == 0
         assert results["sides"][side]["healthy_rps"] > 0
