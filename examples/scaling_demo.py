@@ -154,18 +154,19 @@ def banner(console: Console, text: str, style: str) -> None:
 
 
 def breakers(client: openai.OpenAI) -> str:
-    """Breaker state per key, from the plugin's GET /failover/status ('' if not served)."""
+    """Breaker state per key and queue lengths, from the plugin's GET /failover/status."""
     try:
         r = client._client.get(str(client.base_url).removesuffix("/v1/") + "/failover/status", timeout=2)
-        rows = r.json()["deployments"] if r.status_code == 200 else []
-    except Exception:  # noqa: BLE001 - the status line is best effort
+        status = r.json() if r.status_code == 200 else {}
+    except Exception:  # noqa: BLE001 - the status line is best effort ('' when not served)
         return ""
     marks = {"closed": "ok", "open": "OPEN", "half_open": "probe"}
+    rows = status.get("deployments") or []
     text = "  breakers: " + " ".join(f"{row['key']}={marks.get(row['state'], row['state'])}" for row in rows)
-    queues = r.json().get("queues") or {} if r.status_code == 200 else {}
+    queues = status.get("queues") or {}
     if queues:
         text += "  queued: " + " ".join(f"{name}={q['length']}" for name, q in queues.items())
-    return text
+    return text if rows else ""
 
 
 def status_line(stats: Stats, schedule: Schedule, breaker_text: str = "") -> Text:

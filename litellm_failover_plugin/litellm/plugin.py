@@ -22,7 +22,8 @@ from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from .health import HealthChecker
-from .runner import METADATA_KEY, PRIORITY_KEY, FailoverRunner, install, installed_runner
+from .install import install, installed_runner
+from .runner import METADATA_KEY, PRIORITY_KEY, FailoverRunner
 from .status import status_rows
 
 log = logging.getLogger("litellm_failover_plugin")

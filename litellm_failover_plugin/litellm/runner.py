@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import litellm
 from litellm.proxy._types import ProxyException
-from litellm.types.router import Deployment
 
 from ..breaker import (
     Access,
@@ -36,16 +35,16 @@ from ..breaker import (
     start_probe,
 )
 from ..conditions import falls_over
-from ..config import ConfigError, FailoverSettings
+from ..config import FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
-from ..retries import RetryBudget, RetryPolicy, next_wait
 from ..policies import DYNAMIC
+from ..retries import RetryBudget, RetryPolicy, next_wait
+from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, observe, rank
-from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict, compile_routes
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
+from .translate import Redactor, classify, response_headers
 from .waiting import Place, QueueTimeout, RouteWaiter
-from .translate import Redactor, build_deployments, classify, response_headers
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -442,55 +441,6 @@ class FailoverRunner:
         return headers
 
 
-def install(router: litellm.Router, settings: FailoverSettings, store: StateStore | None = None) -> FailoverRunner:
-    """Put the routes' deployments and the attempt loop on a router. Idempotent.
-
-    `store` holds breaker state (shared through Redis by several replicas); in memory if None.
-    Raises ConfigError if a route name is already a model group of the router.
-    """
-    current = router.__dict__.get("async_function_with_fallbacks")
-    if isinstance(current, FailoverRunner):
-        if current.settings is settings and all(router.has_model_id(i) for i in _first_ids(current)):
-            return current
-        router.__dict__.pop("async_function_with_fallbacks")
-    plans = compile_routes(settings)
-    ours = {d["model_info"]["id"] for d in build_deployments(settings, plans)}
-    for name in plans:
-        foreign = [i for i in router.get_model_ids(model_name=name) if i not in ours]
-        if foreign:
-            raise ConfigError(
-                f"failover_settings.routes.{name}: {name!r} is also a model_name in model_list; "
-                "give the route or the model another name"
-            )
-    for deployment in build_deployments(settings, plans):
-        if not router.has_model_id(deployment["model_info"]["id"]):
-            router.add_deployment(Deployment(**deployment))
-    runner = FailoverRunner(router, settings, plans, store)
-    router.async_function_with_fallbacks = runner  # type: ignore[method-assign]
-    router.function_with_fallbacks = _SyncGuard(router, plans)  # type: ignore[method-assign]
-    log.info(
-        "failover routes installed: %s",
-        ", ".join(f"{p.name} ({p.policy}, {len(p.candidates)} candidates)" for p in plans.values()),
-    )
-    return runner
-
-
-class _SyncGuard:
-    """Routes are async-only: a sync call for a route name fails loudly instead of load balancing."""
-
-    def __init__(self, router: litellm.Router, plans: Mapping[str, RoutePlan]) -> None:
-        self._original = type(router).function_with_fallbacks.__get__(router)
-        self._routes = frozenset(plans)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("model") in self._routes:
-            raise NotImplementedError(
-                f"failover route {kwargs.get('model')!r} is async-only: use router.acompletion() "
-                "(the proxy always does)"
-            )
-        return self._original(*args, **kwargs)
-
-
 def _cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:
     """Price of one token (input + output): the element's own, else LiteLLM's cost map."""
     element = settings.routes[c.route].elements[c.element_index]
@@ -501,12 +451,3 @@ def _cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:
     prices = [info.get("input_cost_per_token"), info.get("output_cost_per_token")]
     known = [float(p) for p in prices if isinstance(p, (int, float))]
     return sum(known) if known else None
-
-
-def _first_ids(runner: FailoverRunner) -> list[str]:
-    return [p.candidates[0].deployment_id for p in runner.plans.values() if p.candidates]
-
-
-def installed_runner(router: Any) -> FailoverRunner | None:
-    current = getattr(router, "__dict__", {}).get("async_function_with_fallbacks")
-    return current if isinstance(current, FailoverRunner) else None
