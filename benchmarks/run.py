@@ -38,9 +38,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from decision import measure as measure_decisions  # noqa: E402
+from decision import measure as measure_decisions
 
-from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port  # noqa: E402
+from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 
 HOST = "127.0.0.1"
 COOLDOWN_S = 10
@@ -149,7 +149,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, model: str) -> t
             await r.read()
             ok = r.status == 200
             return ok, (time.perf_counter() - t0) * 1000, served_port(r.headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False, (time.perf_counter() - t0) * 1000, "?"
 
 
@@ -346,7 +346,7 @@ async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say:
 
 
 def round_ratios(a: list[Load], b: list[Load]) -> list[float]:
-    return [round(x.rps / y.rps, 3) for x, y in zip(a, b) if y.rps]
+    return [round(x.rps / y.rps, 3) for x, y in zip(a, b, strict=False) if y.rps]
 
 
 def paired(a: list[Load], b: list[Load]) -> float | None:

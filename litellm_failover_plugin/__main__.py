@@ -101,12 +101,12 @@ def status_from_store(path: str) -> int:
             await store.aclose()
         return [
             {"deployment": i, "state": b.state.value, "failures": b.failures, "reason": b.reason}
-            for i, b in zip(ids, breakers)
+            for i, b in zip(ids, breakers, strict=False)
         ]
 
     try:
         rows = asyncio.run(read())
-    except Exception as e:  # noqa: BLE001 - any Redis failure is reported the same way
+    except Exception as e:
         print(f"cannot read the state store: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     _table("failover status (shared state in Redis)", rows)

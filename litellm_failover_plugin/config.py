@@ -11,8 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import (

@@ -53,7 +53,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
     plans: dict[str, RoutePlan] = {}
     for name, route in settings.routes.items():
         keys = [list(settings.backends[e.backend].api_keys) for e in route.elements]
-        shape = [ElementKeys(e.element, len(k)) for e, k in zip(route.elements, keys)]
+        shape = [ElementKeys(e.element, len(k)) for e, k in zip(route.elements, keys, strict=False)]
         candidates = []
         for ei, ki in POLICIES[route.policy](shape):
             e = route.elements[ei]

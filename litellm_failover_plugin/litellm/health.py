@@ -44,10 +44,10 @@ class HealthChecker:
         now = runner.clock()
         cooling = await runner.cooling_down(ids)
         breakers = await runner.store.get_many(ids)
-        for n, (id, b) in enumerate(zip(ids, breakers)):
+        for n, (id, b) in enumerate(zip(ids, breakers, strict=False)):
             if id in cooling and b.state is State.CLOSED:
                 breakers[n] = await runner.adopt(id, cooling[id], now)
-        due = [i for i, b in zip(ids, breakers) if b.state is not State.CLOSED and now >= b.probe_until]
+        due = [i for i, b in zip(ids, breakers, strict=False) if b.state is not State.CLOSED and now >= b.probe_until]
         due = due[: self.settings.max_per_interval]
         taken = [i for i in await asyncio.gather(*(self._take(i) for i in due)) if i is not None]
         await asyncio.gather(*(self._check(i) for i in taken))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import litellm
@@ -69,16 +70,10 @@ class FailoverPlugin(CustomLogger):
                 self.health = HealthChecker(self.runner, self.settings.health_checks)
             self.health.runner = self.runner  # a rebuilt router: keep checking the new one
             if self._health_task is None or self._health_task.done():
-                try:
-                    self._health_task = asyncio.get_running_loop().create_task(self.health.run_forever())
-                except RuntimeError:
-                    pass  # no loop yet: the first request starts it
-        if self.settings.redis_url and any(self.settings.queue_for(r) for r in self.settings.routes):
-            if self._listen_task is None or self._listen_task.done():
-                try:
-                    self._listen_task = asyncio.get_running_loop().create_task(self._listen_for_recoveries())
-                except RuntimeError:
-                    pass
+                self._health_task = _spawn(self.health.run_forever)
+        wants_notices = any(self.settings.queue_for(r) for r in self.settings.routes)
+        if self.settings.redis_url and wants_notices and (self._listen_task is None or self._listen_task.done()):
+            self._listen_task = _spawn(self._listen_for_recoveries)
         _add_status_route(self)
 
     async def _listen_for_recoveries(self) -> None:
@@ -155,6 +150,16 @@ class FailoverPlugin(CustomLogger):
 
 
 _proxy_plugin: FailoverPlugin | None = None
+
+
+def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None] | None:
+    """A background task on the running loop; None before the proxy's loop runs (then the
+    first request, which re-checks the install, starts it)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.create_task(start())
 
 
 def _cancel_on_disconnect() -> None:

@@ -189,7 +189,7 @@ class FailoverRunner:
         if not self.breaker_on:
             return snap
         now = self.clock()
-        for id, b in zip(ids, await self.store.get_many(ids)):
+        for id, b in zip(ids, await self.store.get_many(ids), strict=False):
             if id in cooling and b.state is State.CLOSED:
                 b = await self.adopt(id, cooling[id], now)
             snap.breakers[id] = b

@@ -29,7 +29,7 @@ async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
     cooling = await runner.cooling_down(ids)
     scores = _scores(runner)
     rows = []
-    for id, b in zip(ids, breakers):
+    for id, b in zip(ids, breakers, strict=False):
         c = runner.candidates[id]
         s = runner.stats.get(id)
         rows.append(

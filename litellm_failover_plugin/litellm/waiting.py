@@ -10,6 +10,7 @@ LiteLLM cooldown ends), or its own deadline. Then, if its ticket is among the fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 from collections import deque
@@ -80,10 +81,8 @@ class RouteWaiter:
                         )
                         return
                     until = deadline if ready or due is None else min(deadline, max(due, now + MIN_NAP_S))
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._cond.wait(), timeout=until - now)
-                    except TimeoutError:
-                        pass
             except BaseException:  # timeout, or the client went away (cancelled): leave the queue
                 self.queue.remove(place.ticket)
                 self._cond.notify_all()

@@ -67,7 +67,7 @@ class ProxyProcess:
         cmd = [*litellm_command(), "--config", str(self.config_path), "--host", HOST, "--port", str(self.port)]
         if self._workers > 1:
             cmd += ["--num_workers", str(self._workers)]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the process writes to it until stop()
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
         self.wait_ready(timeout_s)
         return self

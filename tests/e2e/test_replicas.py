@@ -6,8 +6,8 @@ probe; when the primary is back, both replicas return to it.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -75,7 +75,7 @@ def breaker_state(client: httpx.Client) -> str:
 def test_replica_b_honours_the_breaker_replica_a_opened(
     replicas: tuple[ProxyProcess, ProxyProcess], upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    primary, backup = upstreams
+    primary, _backup = upstreams
     a_proxy, b_proxy = replicas
     with httpx.Client(base_url=a_proxy.url, timeout=30) as a, httpx.Client(base_url=b_proxy.url, timeout=30) as b:
         assert backend(a) == "primary" and backend(b) == "primary"

@@ -83,7 +83,7 @@ async def test_open_breaker_sends_the_dead_primary_nothing(upstream: FakeUpstrea
 
 
 async def test_exactly_one_half_open_probe_then_back_to_primary(upstream: FakeUpstream) -> None:
-    router, runner, clock = make(upstream)
+    router, _runner, clock = make(upstream)
     upstream.set(**{"sk-a1": Behavior(503)})
     for _ in range(3):
         await served_by(router)
@@ -99,7 +99,7 @@ async def test_exactly_one_half_open_probe_then_back_to_primary(upstream: FakeUp
 
 
 async def test_failed_probe_reopens_with_a_longer_cooldown(upstream: FakeUpstream) -> None:
-    router, runner, clock = make(upstream)
+    router, _runner, clock = make(upstream)
     upstream.set(**{"sk-a1": Behavior(503)})
     for _ in range(3):
         await served_by(router)
@@ -116,7 +116,7 @@ async def test_failed_probe_reopens_with_a_longer_cooldown(upstream: FakeUpstrea
 
 
 async def test_auth_failure_disables_that_key_only(upstream: FakeUpstream) -> None:
-    router, runner, clock = make(upstream, policy="k", failure_threshold=5)
+    router, _runner, _clock = make(upstream, policy="k", failure_threshold=5)
     upstream.set(**{"sk-a1": Behavior(401, message="invalid key")})
     with pytest.raises(litellm.AuthenticationError):
         await router.acompletion(model="chat", messages=MESSAGES)  # 401 is not listed: returned
@@ -126,7 +126,7 @@ async def test_auth_failure_disables_that_key_only(upstream: FakeUpstream) -> No
 
 
 async def test_client_errors_do_not_count(upstream: FakeUpstream) -> None:
-    router, runner, clock = make(upstream)
+    router, runner, _clock = make(upstream)
     upstream.set(Behavior(400))
     for _ in range(5):
         with pytest.raises(litellm.BadRequestError):
@@ -152,7 +152,7 @@ async def test_health_check_closes_the_breaker_without_a_user_request(upstream: 
 
 
 async def test_disabled_breaker_keeps_calling(upstream: FakeUpstream) -> None:
-    router, runner, clock = make(upstream, enabled=False)
+    router, _runner, _clock = make(upstream, enabled=False)
     upstream.set(**{"sk-a1": Behavior(503)})
     for _ in range(5):
         await served_by(router)
@@ -224,7 +224,7 @@ async def test_scored_route_moves_to_the_faster_candidate(upstream: FakeUpstream
 
 
 async def test_scored_route_keeps_priority_over_speed(upstream: FakeUpstream) -> None:
-    router, runner = scored(upstream, beta_priority=1)
+    router, _runner = scored(upstream, beta_priority=1)
     upstream.set(**{"sk-a1": Behavior(delay_s=0.2)})
     assert [await served_by(router) for _ in range(4)] == ["a1"] * 4
     upstream.set(**{"sk-a1": Behavior(503)})

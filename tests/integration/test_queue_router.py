@@ -57,6 +57,10 @@ async def until(condition: Any, seconds: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+async def until_queued(runner: FailoverRunner, n: int) -> None:
+    await until(lambda: len(runner.waiters["chat"].queue) == n)
+
+
 async def test_waits_while_everything_is_down_then_succeeds(upstream: FakeUpstream) -> None:
     router, runner = make(upstream)
     upstream.set(Behavior(503))
@@ -103,7 +107,7 @@ async def test_max_wait_ends_with_503_saying_how_long(upstream: FakeUpstream) ->
 
 
 async def test_never_waits_past_the_requests_own_timeout(upstream: FakeUpstream) -> None:
-    router, runner = make(upstream, cooldown_s=60)
+    router, _runner = make(upstream, cooldown_s=60)
     upstream.set(Behavior(503))
     with pytest.raises(FailoverExhausted) as info:
         await ask(router, timeout=0.3)
@@ -130,7 +134,7 @@ async def test_priority_then_arrival(upstream: FakeUpstream) -> None:
     tasks = []
     for prompt, priority in [("prio-5", 5), ("prio-1", 1), ("prio-3", 3), ("prio-1-later", 1)]:
         tasks.append(asyncio.create_task(ask(router, prompt=prompt, metadata={"failover_priority": priority})))
-        await until(lambda n=len(tasks): len(runner.waiters["chat"].queue) == n)
+        await until_queued(runner, len(tasks))
     upstream.reset()
     await HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2)).tick()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
@@ -174,7 +178,7 @@ async def test_a_recovery_seen_by_one_replica_wakes_the_queue_of_another(upstrea
                 store=store,
             )
             replicas.append((router, runner, store))
-        (router_a, runner_a, _), (router_b, runner_b, store_b) = replicas
+        (_router_a, runner_a, _), (router_b, runner_b, store_b) = replicas
 
         async def listen() -> None:  # what the proxy plugin runs on replica B
             async for id in store_b.recoveries():

@@ -56,7 +56,7 @@ def keys(upstream: FakeUpstream) -> list[str]:
 
 
 async def test_retries_the_same_candidate_with_backoff_then_moves_on(upstream: FakeUpstream) -> None:
-    router, runner, waits = make(upstream)
+    router, _runner, waits = make(upstream)
     upstream.set(**{"sk-a1": Behavior(503)})
     response = await router.acompletion(model="chat", messages=MESSAGES)
     assert keys(upstream) == ["sk-a1", "sk-a1", "sk-a1", "sk-b1"]
@@ -79,21 +79,21 @@ async def test_a_retry_that_succeeds_stays_on_the_candidate(upstream: FakeUpstre
 
 
 async def test_retry_after_is_honoured(upstream: FakeUpstream) -> None:
-    router, runner, waits = make(upstream)
+    router, _runner, waits = make(upstream)
     upstream.set(**{"sk-a1": Behavior(503, retry_after_s=3)})
     await router.acompletion(model="chat", messages=MESSAGES)
     assert waits == [3.0, 3.0]
 
 
 async def test_retry_after_longer_than_a_wait_falls_over_at_once(upstream: FakeUpstream) -> None:
-    router, runner, waits = make(upstream)
+    router, _runner, waits = make(upstream)
     upstream.set(**{"sk-a1": Behavior(429, retry_after_s=60)})
     await router.acompletion(model="chat", messages=MESSAGES)
     assert waits == [] and keys(upstream) == ["sk-a1", "sk-b1"]
 
 
 async def test_no_retry_past_the_clients_timeout(upstream: FakeUpstream) -> None:
-    router, runner, waits = make(upstream)
+    router, _runner, waits = make(upstream)
     upstream.set(**{"sk-a1": Behavior(503)})
     await router.acompletion(model="chat", messages=MESSAGES, timeout=0.8)
     assert waits == [0.5]  # the second wait (1.0 s) would outlast the 0.8 s timeout
@@ -102,7 +102,7 @@ async def test_no_retry_past_the_clients_timeout(upstream: FakeUpstream) -> None
 
 @pytest.mark.parametrize("status", [400, 401])
 async def test_failures_that_do_not_fall_over_are_not_retried(upstream: FakeUpstream, status: int) -> None:
-    router, runner, waits = make(upstream)
+    router, _runner, waits = make(upstream)
     upstream.set(**{"sk-a1": Behavior(status)})
     with pytest.raises((litellm.BadRequestError, litellm.AuthenticationError)):
         await router.acompletion(model="chat", messages=MESSAGES)
@@ -110,7 +110,7 @@ async def test_failures_that_do_not_fall_over_are_not_retried(upstream: FakeUpst
 
 
 async def test_budget_stops_extra_calls_and_says_why(upstream: FakeUpstream) -> None:
-    router, runner, waits = make(
+    router, _runner, _waits = make(
         upstream, route={"max_retries_per_element": 0}, retry_budget={"ratio": 0, "min_per_s": 0.1, "ttl_s": 10}
     )
     upstream.set(**{"sk-a1": Behavior(503)})
