@@ -82,7 +82,7 @@ class ProxyProcess:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+                pass  # not listening yet: that is what we are waiting for
             time.sleep(0.2)
         self.stop()
         raise TimeoutError(f"proxy not ready after {timeout_s}s:\n{self.log_tail()}")

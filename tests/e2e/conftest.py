@@ -1,16 +1,10 @@
-from collections.abc import Iterator
-
 import pytest
 
-from litellm_failover_plugin.testing import FakeUpstream
+from tests.fixtures import clean, upstream
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream("shared") as u:
-        yield u
+__all__ = ["clean", "upstream"]
 
 
 @pytest.fixture(autouse=True)
-def clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
+def _clean_upstream(clean: None) -> None:
+    """Every test starts with an upstream that answers 200 and has received nothing."""

@@ -4,7 +4,6 @@ Upstreams are real HTTP servers on 127.0.0.1; time is a number the test moves.
 """
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import litellm
@@ -28,15 +27,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream("shared") as u:
-        yield u
-
-
-@pytest.fixture(autouse=True)
-def clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def make(upstream: FakeUpstream, policy: str = "m", **breaker: Any) -> tuple[litellm.Router, FailoverRunner, Clock]:

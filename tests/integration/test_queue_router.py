@@ -1,7 +1,6 @@
 """The request queue inside the attempt loop: requests wait while every candidate is down."""
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import litellm
@@ -16,15 +15,6 @@ from litellm_failover_plugin.testing import Behavior, FakeUpstream
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream("shared") as u:
-        yield u
-
-
-@pytest.fixture(autouse=True)
-def clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def make(upstream: FakeUpstream, cooldown_s: float = 0.3, **queue: Any) -> tuple[litellm.Router, FailoverRunner]:

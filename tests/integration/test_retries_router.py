@@ -1,6 +1,5 @@
 """Same-candidate retries and the retry budget inside the attempt loop (waits recorded, not slept)."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import litellm
@@ -13,15 +12,6 @@ from litellm_failover_plugin.testing import Behavior, FakeUpstream
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream("shared") as u:
-        yield u
-
-
-@pytest.fixture(autouse=True)
-def clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def make(upstream: FakeUpstream, **extra: Any) -> tuple[litellm.Router, FailoverRunner, list[float]]:

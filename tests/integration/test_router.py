@@ -1,6 +1,5 @@
 """`attach(router, settings)` on a plain litellm.Router, against fake upstreams on 127.0.0.1."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import litellm
@@ -14,15 +13,6 @@ KEYS = {"a1": "sk-test-a1", "a2": "sk-test-a2", "b1": "sk-test-b1", "b2": "sk-te
 NAME_OF = {v: k for k, v in KEYS.items()}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream("shared") as u:
-        yield u
-
-
-@pytest.fixture(autouse=True)
-def clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def settings(upstream: FakeUpstream, **route: Any) -> dict[str, Any]:
