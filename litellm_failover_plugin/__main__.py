@@ -12,15 +12,22 @@ import os
 import sys
 from typing import Any
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, FailoverSettings, load_settings
 from .routing import compile_routes
 
 
-def check(path: str) -> int:
+def _load(path: str) -> FailoverSettings | None:
+    """The settings, or None after saying on stderr what is wrong with them."""
     try:
-        settings = load_settings(path)
+        return load_settings(path)
     except ConfigError as e:
         print(e, file=sys.stderr)
+        return None
+
+
+def check(path: str) -> int:
+    settings = _load(path)
+    if settings is None:
         return 1
     for plan in compile_routes(settings).values():
         state = "" if plan.enabled else "  (failover off: first attempt only)"
@@ -83,10 +90,8 @@ def status_from_store(path: str) -> int:
 
     from .state.redis import RedisStore
 
-    try:
-        settings = load_settings(path)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    settings = _load(path)
+    if settings is None:
         return 1
     if not settings.redis_url:
         print("no Redis in this config: breaker state lives in each proxy; use --proxy-url", file=sys.stderr)

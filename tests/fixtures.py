@@ -1,6 +1,7 @@
 """Fixtures shared by the integration and end-to-end suites (imported by their conftest.py)."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,3 +19,12 @@ def upstream() -> Iterator[FakeUpstream]:
 def clean(upstream: FakeUpstream) -> None:
     """Forget what the upstream received and was told to do."""
     upstream.reset()
+
+
+def backends(upstream: FakeUpstream, alpha: tuple[str, ...] = ("a1",), beta: tuple[str, ...] = ("b1",)) -> dict[str, Any]:
+    """`alpha` and `beta` backends on one upstream; a key named k has the value sk-k."""
+    return {
+        name: {"provider": "openai", "api_base": upstream.url, "api_keys": {k: f"sk-{k}" for k in keys}}
+        for name, keys in (("alpha", alpha), ("beta", beta))
+        if keys
+    }

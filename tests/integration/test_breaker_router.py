@@ -15,6 +15,7 @@ from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.litellm.status import status_rows
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
+from tests.fixtures import backends
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -34,10 +35,7 @@ def make(upstream: FakeUpstream, policy: str = "m", **breaker: Any) -> tuple[lit
     runner = attach(
         router,
         {
-            "backends": {
-                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1", "a2": "sk-a2"}},
-                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
-            },
+            "backends": backends(upstream, alpha=("a1", "a2")),
             "routes": {"chat": {"policy": policy, "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
             "breaker": {"failure_threshold": 3, "cooldown_s": 10, **breaker},
         },
@@ -156,10 +154,7 @@ async def test_litellm_cooldown_is_adopted_and_a_health_check_ends_it(upstream: 
     runner = attach(
         router,
         {
-            "backends": {
-                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
-                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
-            },
+            "backends": backends(upstream),
             "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
             "breaker": {"failure_threshold": 5},
         },
@@ -188,10 +183,7 @@ def scored(upstream: FakeUpstream, beta_priority: int) -> tuple[litellm.Router, 
     runner = attach(
         router,
         {
-            "backends": {
-                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
-                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
-            },
+            "backends": backends(upstream),
             "routes": {
                 "chat": {
                     "policy": "scored",

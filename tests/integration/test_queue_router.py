@@ -11,6 +11,7 @@ from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
+from tests.fixtures import backends
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -22,10 +23,7 @@ def make(upstream: FakeUpstream, cooldown_s: float = 0.3, **queue: Any) -> tuple
     runner = attach(
         router,
         {
-            "backends": {
-                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
-                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
-            },
+            "backends": backends(upstream),
             "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
             "breaker": {"failure_threshold": 1, "cooldown_s": cooldown_s},
             "queue": {"max_size": 50, "max_wait_s": 10, "release_concurrency": 2, "recheck_s": 0.1, **queue},
@@ -160,7 +158,7 @@ async def test_a_recovery_seen_by_one_replica_wakes_the_queue_of_another(upstrea
             runner = attach(
                 router,
                 {
-                    "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}}},
+                    "backends": backends(upstream, beta=()),
                     "routes": {"chat": {"policy": "k", "elements": ["alpha:gpt-x"]}},
                     "breaker": {"failure_threshold": 1, "cooldown_s": 60},
                     "queue": {"max_wait_s": 20},

@@ -8,6 +8,7 @@ import pytest
 from litellm_failover_plugin import FailoverExhausted, attach
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
+from tests.fixtures import backends
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -21,10 +22,7 @@ def make(upstream: FakeUpstream, **extra: Any) -> tuple[litellm.Router, Failover
     runner = attach(
         router,
         {
-            "backends": {
-                "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": "sk-a1"}},
-                "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": "sk-b1"}},
-            },
+            "backends": backends(upstream),
             "routes": {"chat": route},
             "breaker": {"failure_threshold": 50},
             "retries": {"base_s": 0.5, "max_wait_s": 4, "max_total_s": 10},
