@@ -93,12 +93,9 @@ class FailoverPlugin(CustomLogger):
                 await asyncio.sleep(1.0)
 
     def start(self) -> None:
-        """Install as soon as the proxy's router exists (called once, from the proxy's loop)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop yet: the first request installs
-        self._startup = loop.create_task(self._install_when_ready())
+        """Install as soon as the proxy's router exists (called once, from the proxy's loop;
+        without a running loop, the first request installs)."""
+        self._startup = _spawn(self._install_when_ready)
 
     async def _install_when_ready(self) -> None:
         loop = asyncio.get_running_loop()

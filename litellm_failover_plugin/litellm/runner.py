@@ -148,8 +148,10 @@ class FailoverRunner:
         self.budget = RetryBudget(b.ratio, b.min_per_s, b.ttl_s) if b is not None else None
         self._original = router.async_function_with_fallbacks
         self._redact = Redactor.for_settings(settings)
-        self.waiters = {
-            name: RouteWaiter(name, q, clock) for name in self.plans if (q := settings.queue_for(name)) is not None
+        self.waiters = {  # they read the runner's clock, whatever it is set to later
+            name: RouteWaiter(name, q, lambda: self.clock())
+            for name in self.plans
+            if (q := settings.queue_for(name)) is not None
         }
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
         self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
