@@ -377,10 +377,6 @@ def side_results(s: Side) -> dict[str, Any]:
     }
 
 
-def ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="plugin vs plain LiteLLM")
     p.add_argument("--json", help="write the results to this path")

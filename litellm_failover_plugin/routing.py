@@ -139,10 +139,6 @@ class FailoverRun:
     def calls(self) -> int:
         return sum(1 for a in self.attempts if a.outcome.called)
 
-    @property
-    def last_failure(self) -> Failure | None:
-        return self._last_failure
-
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
         candidates = self.plan.candidates

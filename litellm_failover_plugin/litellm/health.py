@@ -35,7 +35,6 @@ class HealthChecker:
         self.runner = runner
         self.settings = settings
         self._sleep = sleep
-        self.checks = 0
 
     async def tick(self) -> list[str]:
         """One round: probe the deployments that are due. Returns the ids it probed."""
@@ -59,7 +58,6 @@ class HealthChecker:
         return id if new.probe_until != old.probe_until else None
 
     async def _check(self, id: str) -> None:
-        self.checks += 1
         if await self.probe(id):
             await self.runner.report(id, Signal.SUCCESS, None)
         else:

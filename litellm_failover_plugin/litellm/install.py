@@ -30,7 +30,8 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
             return current
         router.__dict__.pop("async_function_with_fallbacks")
     plans = compile_routes(settings)
-    ours = {d["model_info"]["id"] for d in build_deployments(settings, plans)}
+    deployments = build_deployments(settings, plans)
+    ours = {d["model_info"]["id"] for d in deployments}
     for name in plans:
         foreign = [i for i in router.get_model_ids(model_name=name) if i not in ours]
         if foreign:
@@ -38,7 +39,7 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
                 f"failover_settings.routes.{name}: {name!r} is also a model_name in model_list; "
                 "give the route or the model another name"
             )
-    for deployment in build_deployments(settings, plans):
+    for deployment in deployments:
         if not router.has_model_id(deployment["model_info"]["id"]):
             router.add_deployment(Deployment(**deployment))
     runner = FailoverRunner(router, settings, plans, store)

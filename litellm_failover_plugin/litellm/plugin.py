@@ -48,7 +48,7 @@ class FailoverPlugin(CustomLogger):
         self.store = store
         self.runner: FailoverRunner | None = None
         self.health: HealthChecker | None = None
-        self._startup: asyncio.Task[None] | None = None
+        self._startup: asyncio.Task[None] | None = None  # held so the task is not garbage-collected
         self._health_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
 

@@ -173,9 +173,6 @@ class FakeUpstream:
     def received(self) -> list[Received]:
         return list(self._state.received)
 
-    def keys_received(self) -> list[str]:
-        return [r.key for r in self._state.received]
-
     @property
     def max_in_flight(self) -> int:
         """The most requests it was answering at once since the last reset."""
