@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import yaml
@@ -97,6 +97,9 @@ class Backend(_Model):
         out: dict[str, SecretStr] = {}
         for name, raw in value.items():
             _check_name("key", str(name))
+            if isinstance(raw, SecretStr):  # settings dumped and read again
+                out[str(name)] = raw
+                continue
             if not isinstance(raw, str) or not raw:
                 raise ValueError(f"key {name!r} must be a non-empty string")
             try:
@@ -161,14 +164,17 @@ class Route(_Model):
     policy: str = "m"
     weights: ScoreWeights = Field(default_factory=ScoreWeights)  # scored routes
     queue: QueueSettings | None = None  # overrides failover_settings.queue for this route
-    elements: list[Element] = Field(min_length=1)
+    elements: list[Element] = Field(default_factory=list)  # none: answers like an exhausted route
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True
     max_retries_per_element: int | None = Field(None, ge=0, le=10)
 
-    @field_validator("policy")
+    @field_validator("policy", mode="before")
     @classmethod
-    def _policy(cls, value: str) -> str:
+    def _policy(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip().lower()  # policy names are case-insensitive: K = k
         if value not in POLICIES:
             raise ValueError(f"unknown policy {value!r}; one of: {', '.join(POLICIES)}")
         return value
@@ -244,10 +250,20 @@ class HealthCheckSettings(_Model):
     max_per_interval: int = Field(5, ge=1)
 
 
+class CommandSettings(_Model):
+    """`!/...` chat commands and the admin API that change routes at run time (see commands.py)."""
+
+    enabled: bool = True
+    writers: Literal["admin", "any"] = "admin"  # who may create, delete and edit routes
+    state_file: str | None = None  # without Redis: where runtime changes are kept (default: beside config.yaml)
+    session_ttl_s: float = Field(86400.0, gt=0)  # a !/set session expires after this long idle
+
+
 class FailoverSettings(_Model):
     defaults: Defaults = Field(default_factory=Defaults)
     backends: dict[str, Backend] = Field(min_length=1)
-    routes: dict[str, Route] = Field(min_length=1)
+    routes: dict[str, Route] = Field(default_factory=dict)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
     model_fallback_status_codes: dict[str, ConditionList] = Field(default_factory=dict)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     health_checks: HealthCheckSettings | None = None
@@ -351,20 +367,30 @@ def _redis_from_router_settings(document: Mapping[str, Any]) -> str | None:
     return f"redis://{auth}{host}:{port}/0"
 
 
-def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:
-    """Read `failover_settings` from a LiteLLM config.yaml (and LiteLLM's Redis settings)."""
+def load_section(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw `failover_settings` mapping of a LiteLLM config.yaml, with LiteLLM's own Redis
+    settings filled in as `redis_url` when the section names none. Not validated yet."""
     try:
         document = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(document, Mapping) or SECTION not in document:
         raise ConfigError(f"{path} has no {SECTION}: section")
-    settings = parse_settings(document[SECTION])
-    if settings.redis_url is None:
+    section = document[SECTION]
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{SECTION} must be a mapping, got {type(section).__name__}")
+    section = dict(section)
+    if section.get("redis_url") is None:
         try:
             url = _redis_from_router_settings(document)
         except ValueError as e:
             raise ConfigError(f"router_settings: {e}") from None
         if url is not None:
-            settings = settings.model_copy(update={"redis_url": url})
-    return settings
+            section["redis_url"] = url
+    return section
+
+
+def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:
+    """Read `failover_settings` from a LiteLLM config.yaml (and LiteLLM's Redis settings)."""
+    return parse_settings(load_section(path))
+

@@ -22,6 +22,11 @@ def deployment_id(route: str, element: str, key: str) -> str:
     return f"{route}/{element}/{key}"
 
 
+def placeholder_id(route: str) -> str:
+    """The deployment that keeps a route with no elements a known model name (never called)."""
+    return f"{route}/(no elements)"
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     route: str
@@ -47,6 +52,11 @@ class RoutePlan:
     @property
     def deployment_ids(self) -> tuple[str, ...]:
         return tuple(c.deployment_id for c in self.candidates)
+
+    @property
+    def installed_ids(self) -> tuple[str, ...]:
+        """The ids this plan puts on the router: its candidates', or a placeholder when it has none."""
+        return self.deployment_ids or (placeholder_id(self.name),)
 
 
 def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:

@@ -30,10 +30,34 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
             return current
         router.__dict__.pop("async_function_with_fallbacks")
     plans = compile_routes(settings)
+    _place(router, settings, plans)
+    runner = FailoverRunner(router, settings, plans, store)
+    router.async_function_with_fallbacks = runner  # type: ignore[method-assign]
+    router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
+    _log_routes("failover routes installed", plans)
+    return runner
+
+
+def update(router: litellm.Router, runner: FailoverRunner, settings: FailoverSettings) -> None:
+    """Serve new settings (routes changed at run time, or a reload) on a running router.
+
+    New deployments are added and changed ones (a rotated key) replaced before the new plans
+    are served; deployments no route uses any more are removed once the requests that started
+    before the change have finished. Raises ConfigError (nothing changed) on a name clash.
+    """
+    plans = compile_routes(settings)
+    before = set(runner.deployment_ids)
+    _place(router, settings, plans)
+    runner.update(settings, plans)
+    runner.retire(before - set(runner.deployment_ids))
+    _log_routes("failover routes updated", plans)
+
+
+def _place(router: litellm.Router, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
     deployments = build_deployments(settings, plans)
     ours = {d["model_info"]["id"] for d in deployments}
     for name in plans:
-        foreign = [i for i in router.get_model_ids(model_name=name) if i not in ours]
+        foreign = [i for i in router.get_model_ids(model_name=name) if i not in ours and not is_ours(router, i)]
         if foreign:
             raise ConfigError(
                 f"failover_settings.routes.{name}: {name!r} is also a model_name in model_list; "
@@ -42,32 +66,46 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
     for deployment in deployments:
         if not router.has_model_id(deployment["model_info"]["id"]):
             router.add_deployment(Deployment(**deployment))
-    runner = FailoverRunner(router, settings, plans, store)
-    router.async_function_with_fallbacks = runner  # type: ignore[method-assign]
-    router.function_with_fallbacks = _SyncGuard(router, plans)  # type: ignore[method-assign]
-    log.info(
-        "failover routes installed: %s",
-        ", ".join(f"{p.name} ({p.policy}, {len(p.candidates)} candidates)" for p in plans.values()),
-    )
-    return runner
+        else:
+            router.upsert_deployment(Deployment(**deployment))  # no-op unless its params changed
+
+
+def is_ours(router: litellm.Router, id: str) -> bool:
+    """A deployment the plugin made for a route (not one of model_list's)."""
+    index = router.model_id_to_deployment_index_map.get(id)
+    if index is None:
+        return False
+    return bool((router.model_list[index].get("model_info") or {}).get("failover_route"))
+
+
+def foreign_model_names(router: litellm.Router) -> frozenset[str]:
+    """model_list's names: a route may not take one of them."""
+    names = set()
+    for d in router.model_list:
+        info = d.get("model_info") or {}
+        if not info.get("failover_route"):
+            names.add(str(d.get("model_name")))
+    return frozenset(names)
+
+
+def _log_routes(what: str, plans: Mapping[str, RoutePlan]) -> None:
+    log.info("%s: %s", what, ", ".join(f"{p.name} ({p.policy}, {len(p.candidates)} candidates)" for p in plans.values()) or "none")
 
 
 class _SyncGuard:
     """Routes are async-only: a sync call for a route name fails loudly instead of load balancing."""
 
-    def __init__(self, router: litellm.Router, plans: Mapping[str, RoutePlan]) -> None:
+    def __init__(self, router: litellm.Router, runner: FailoverRunner) -> None:
         self._original = type(router).function_with_fallbacks.__get__(router)
-        self._routes = frozenset(plans)
+        self._runner = runner
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("model") in self._routes:
+        if kwargs.get("model") in self._runner.plans:
             raise NotImplementedError(
                 f"failover route {kwargs.get('model')!r} is async-only: use router.acompletion() "
                 "(the proxy always does)"
             )
         return self._original(*args, **kwargs)
-
-
 
 
 def _first_ids(runner: FailoverRunner) -> list[str]:

@@ -16,16 +16,24 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import litellm
+from litellm.exceptions import ModifyResponseException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import ProxyException
 
-from ..config import ConfigError, FailoverSettings, load_settings
+from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command_text, may_run, parse
+from ..config import ConfigError, FailoverSettings, load_section, parse_settings
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
+from ..state.routes import MemoryRouteStore
+from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
 from .install import install, installed_runner
-from .runner import METADATA_KEY, PRIORITY_KEY, FailoverRunner
+from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
+from .replies import leave_reply
+from .runner import PRIORITY_KEY, FailoverRunner
 from .status import status_rows
+from .translate import METADATA_KEY
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -42,15 +50,32 @@ def _live_router() -> litellm.Router | None:
 class FailoverPlugin(CustomLogger):
     """Installs failover routes on the proxy's router and reports them in response headers."""
 
-    def __init__(self, settings: FailoverSettings, store: StateStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: FailoverSettings | LiveRoutes,
+        store: StateStore | None = None,
+        *,
+        config_path: str | None = None,
+    ) -> None:
         super().__init__()
-        self.settings = settings
+        if isinstance(settings, FailoverSettings):
+            settings = LiveRoutes(settings.model_dump(exclude_unset=True), MemoryRouteStore())
+        self.live = settings
+        self.config_path = config_path
         self.store = store
         self.runner: FailoverRunner | None = None
+        self._loaded = asyncio.Event()
+        self._load_task: asyncio.Task[None] | None = None
+        self._routes_task: asyncio.Task[None] | None = None
         self.health: HealthChecker | None = None
         self._startup: asyncio.Task[None] | None = None  # held so the task is not garbage-collected
         self._health_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
+
+    @property
+    def settings(self) -> FailoverSettings:
+        """The settings in force: config.yaml's, with the routes changed at run time."""
+        return self.live.settings
 
     def _the_store(self) -> StateStore:
         if self.store is None:
@@ -63,6 +88,9 @@ class FailoverPlugin(CustomLogger):
         if router is None or installed_runner(router) is not None:
             return
         self.runner = install(router, self.settings, self._the_store())
+        self.live.router, self.live.runner = router, self.runner
+        if self._load_task is None:  # the stored runtime routes, once per process
+            self._load_task = _spawn(self._load_routes)
         if any(self.settings.queue_for(r) for r in self.settings.routes):
             _cancel_on_disconnect()
         if self.settings.health_checks is not None:
@@ -75,6 +103,23 @@ class FailoverPlugin(CustomLogger):
         if self.settings.redis_url and wants_notices and (self._listen_task is None or self._listen_task.done()):
             self._listen_task = _spawn(self._listen_for_recoveries)
         _add_status_route(self)
+
+    async def _load_routes(self) -> None:
+        try:
+            await self.live.load()
+        finally:
+            self._loaded.set()
+        if self._routes_task is None:
+            self._routes_task = _spawn(self.live.listen)
+
+    async def _ready(self) -> None:
+        """The first requests wait (briefly) until the stored runtime routes are served."""
+        if not self._loaded.is_set() and self._load_task is not None:
+            try:
+                await asyncio.wait_for(self._loaded.wait(), timeout=_LOAD_WAIT_S)
+            except TimeoutError:
+                log.warning("failover routes: stored routes not loaded after %.0fs; serving what is known", _LOAD_WAIT_S)
+                self._loaded.set()
 
     async def _listen_for_recoveries(self) -> None:
         """Wake this replica's queues when any replica sees a deployment recover (Redis pub/sub)."""
@@ -120,6 +165,19 @@ class FailoverPlugin(CustomLogger):
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any] | None:
         self.ensure_installed()
+        await self._ready()
+        await self.live.before_request()
+        commands = self.settings.commands.enabled
+        if commands and str(getattr(call_type, "value", call_type)) in _CHAT_CALLS:
+            text = command_text(data.get("messages"))
+            if text is not None:
+                await self._command(text, user_api_key_dict, data)
+                return None
+        if commands and self.live.sessions:
+            headers = (data.get("proxy_server_request") or {}).get("headers")
+            route = self.live.session_route(session_id(headers, getattr(user_api_key_dict, "api_key", None)))
+            if route is not None:
+                data["model"] = route  # !/set: this session's requests go to its route
         if data.get("model") in self.settings.routes:
             # LiteLLM's own scheduler would take a body `priority`; for a route it orders our queue
             priority = data.pop("priority", None)
@@ -129,6 +187,44 @@ class FailoverPlugin(CustomLogger):
                 if isinstance(priority, int) and not isinstance(priority, bool):
                     md[PRIORITY_KEY] = priority
         return None
+
+    async def _command(self, text: str, user: Any, data: dict[str, Any]) -> None:
+        """Carry out a `!/` command; its reply is answered by the runner without an upstream call."""
+        try:
+            command = parse(text)
+        except CommandError as e:
+            raise _command_error(str(e), 400) from None
+        if not may_run(command, is_admin=is_admin(user), writers=self.settings.commands.writers):
+            raise _command_error(
+                f"!/{command.name} changes failover routes and needs a proxy admin (the master key or role proxy_admin)",
+                403,
+                FORBIDDEN_TYPE,
+            )
+        try:
+            result = await self.live.run_command(command, who(user))
+            if result.session is not None:
+                headers = (data.get("proxy_server_request") or {}).get("headers")
+                sid = session_id(headers, getattr(user, "api_key", None))
+                if sid is None:
+                    raise CommandError(f"!/{command.name} needs a session: send an x-session-id header")
+                route = result.session.route
+                allowed = getattr(user, "models", None) or []
+                if route is not None and allowed and route not in allowed and "all-proxy-models" not in allowed:
+                    raise _command_error(f"this key may not use model {route!r}", 403, FORBIDDEN_TYPE)
+                await self.live.set_session(sid, route)
+        except CommandError as e:
+            raise _command_error(str(e), 400) from None
+        except StoreUnavailable as e:
+            raise _command_error(str(e), 503) from None
+        leave_reply(data, command.name, result.reply)
+        router = _live_router()
+        names = getattr(router, "model_names", None) or set()
+        if data.get("model") not in names:
+            # e.g. the command deleted the route it was sent to: the reply still needs a model
+            # name the proxy routes (the runner answers it; the reply names the model asked for)
+            if not names:
+                raise ModifyResponseException(message=result.reply, model=str(data.get("model") or ""), request_data=data)
+            data["model"] = sorted(names)[0]
 
     async def async_post_call_response_headers_hook(
         self,
@@ -147,6 +243,12 @@ class FailoverPlugin(CustomLogger):
 
 
 _proxy_plugin: FailoverPlugin | None = None
+_CHAT_CALLS = frozenset({"completion", "acompletion"})
+_LOAD_WAIT_S = 10.0
+
+
+def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:
+    return ProxyException(message=message, type=type_, param=None, code=status)
 
 
 def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None] | None:
@@ -189,6 +291,7 @@ def _add_status_route(plugin: FailoverPlugin) -> None:
         return await target.status()
 
     app.add_api_route(STATUS_PATH, failover_status, methods=["GET"], dependencies=[Depends(user_api_key_auth)])
+    add_admin_routes(lambda: _proxy_plugin or plugin)
     _status_route_added = True
 
 
@@ -222,11 +325,14 @@ def proxy_plugin() -> FailoverPlugin:
     if _proxy_plugin is None:
         _proxy_logging()
         try:
-            settings = load_settings(_config_path())
+            path = _config_path()
+            section = load_section(path)
+            settings = parse_settings(section)
+            live = LiveRoutes(section, route_store_for(settings, path))
         except ConfigError as e:
             log.error("litellm_failover_plugin: the proxy cannot start: %s", e)
             raise
-        _proxy_plugin = FailoverPlugin(settings)
+        _proxy_plugin = FailoverPlugin(live, config_path=path)
         _proxy_plugin.start()
     return _proxy_plugin
 
@@ -241,7 +347,7 @@ def attach(
     `settings` is a FailoverSettings, the `failover_settings` mapping, or a config.yaml path.
     Afterwards `await router.acompletion(model="<route>", ...)` fails over like the proxy does.
     """
-    from ..config import parse_settings
+    from ..config import load_settings
 
     if isinstance(settings, dict):
         settings = parse_settings(settings)

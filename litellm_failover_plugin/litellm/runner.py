@@ -15,7 +15,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,7 +44,8 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, observe, rank
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
-from .translate import Redactor, classify, response_headers
+from .replies import command_reply
+from .translate import METADATA_KEY, Redactor, classify, response_headers
 from .waiting import Place, QueueTimeout, RouteWaiter
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -59,7 +61,6 @@ _ROUTER_ONLY_KWARGS = (
     "disable_fallbacks",
     "include_fallback_errors",
 )
-METADATA_KEY = "failover"
 PRIORITY_KEY = "failover_priority"  # the plugin moves a request's `priority` here (see plugin.py)
 _EXHAUSTED = object()
 
@@ -134,27 +135,44 @@ class FailoverRunner:
         rng: Callable[[], float] = random.random,
     ):
         self.router = router
-        self.settings = settings
-        self.plans = dict(plans)
         self.store: StateStore = store if store is not None else MemoryStore()
-        self.breaker = settings.breaker.config()
-        self.breaker_on = settings.breaker.enabled
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
+        self.budget: RetryBudget | None = None
+        self._redact = Redactor([])
+        self._original = router.async_function_with_fallbacks
+        self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
+        self.waiters: dict[str, RouteWaiter] = {}
+        self.generation = 0  # bumped by every update; a request keeps the plan it started with
+        self._running: Counter[int] = Counter()  # requests in flight, by the generation they started in
+        self._retiring: list[tuple[int, frozenset[str]]] = []  # deployments to remove once unused
+        self._apply(settings, plans)
+
+    def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
+        self.settings = settings
+        self.plans = dict(plans)
+        self.breaker = settings.breaker.config()
+        self.breaker_on = settings.breaker.enabled
         r = settings.retries
         self.retry_policy = RetryPolicy(0, r.base_s, r.max_wait_s, r.max_total_s)
         b = settings.retry_budget
-        self.budget = RetryBudget(b.ratio, b.min_per_s, b.ttl_s) if b is not None else None
-        self._original = router.async_function_with_fallbacks
-        self._redact = Redactor.for_settings(settings)
-        self.waiters = {  # they read the runner's clock, whatever it is set to later
-            name: RouteWaiter(name, q, lambda: self.clock())
-            for name in self.plans
-            if (q := settings.queue_for(name)) is not None
-        }
+        if b is None:
+            self.budget = None
+        elif self.budget is None or getattr(self, "_budget_settings", None) != b:  # unchanged: keep its balance
+            self.budget = RetryBudget(b.ratio, b.min_per_s, b.ttl_s)
+        self._budget_settings = b
+        # keys removed by a reload stay redacted: an error about a call made before it may come later
+        self._redact = Redactor.for_settings(settings, also=self._redact)
+        waiters = {}
+        for name in self.plans:
+            q = settings.queue_for(name)
+            if q is None:
+                continue
+            kept = self.waiters.get(name)  # a queue that stays keeps the requests waiting in it
+            waiters[name] = kept if kept is not None and kept.settings == q else RouteWaiter(name, q, lambda: self.clock())
+        self.waiters = waiters
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
-        self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
         self.costs = {i: _cost_per_token(settings, c) for i, c in self.candidates.items()}
         self.weights = {
             name: Weights(**settings.routes[name].weights.model_dump())
@@ -162,11 +180,53 @@ class FailoverRunner:
             if p.policy in DYNAMIC
         }
 
+    def update(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
+        """Serve new plans from the next request on; requests in flight finish on their own."""
+        self._apply(settings, plans)
+        self.generation += 1
+
+    @property
+    def deployment_ids(self) -> frozenset[str]:
+        """Every deployment the current plans put on the router."""
+        return frozenset(i for p in self.plans.values() for i in p.installed_ids)
+
+    def retire(self, ids: Iterable[str]) -> None:
+        """Remove deployments no plan uses any more, once no request that might call them runs."""
+        ids = frozenset(ids)
+        if ids:
+            self._retiring.append((self.generation, ids))
+        self._remove_retired()
+
+    def _remove_retired(self) -> None:
+        oldest = min((g for g, n in self._running.items() if n > 0), default=self.generation)
+        keep: list[tuple[int, frozenset[str]]] = []
+        current = self.deployment_ids
+        for gen, ids in self._retiring:
+            if oldest < gen:
+                keep.append((gen, ids))
+                continue
+            for id in ids - current:
+                self.router.delete_deployment(id=id)
+                self.stats.pop(id, None)
+        self._retiring = keep
+
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        reply = command_reply(kwargs)
+        if reply is not None:  # a `!/` command was carried out before routing: answer, no upstream call
+            return reply
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
-        return await self.run(plan, args, kwargs)
+        generation = self.generation
+        self._running[generation] += 1
+        try:
+            return await self.run(plan, args, kwargs)
+        finally:
+            self._running[generation] -= 1
+            if self._running[generation] <= 0:
+                del self._running[generation]
+                if self._retiring:
+                    self._remove_retired()
 
     def ranked(self, plan: RoutePlan) -> RoutePlan:
         """A scored route's candidates by priority, then latency, reliability and cost."""
@@ -308,7 +368,7 @@ class FailoverRunner:
                 response = await self._walk(run, snap, original_function, args, kwargs, deadline)
                 if response is not _EXHAUSTED:
                     return response
-                if waiter is None or run.stopped:
+                if waiter is None or run.stopped or not plan.candidates:
                     raise self._exhausted(run, kwargs)
                 # every candidate is down: wait for one to come back instead of failing
                 now = self.clock()

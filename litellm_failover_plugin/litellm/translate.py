@@ -12,12 +12,13 @@ from litellm import exceptions as llm_errors
 
 from ..conditions import Failure, Kind
 from ..config import FailoverSettings
-from ..routing import Candidate, RoutePlan
+from ..routing import Candidate, RoutePlan, placeholder_id
 
 _QUOTA = re.compile(r"quota|billing|insufficient_quota|credit balance|exceeded your current", re.I)
 _REASON_LIMIT = 160
 
 HEADER_PREFIX = "x-failover-"
+METADATA_KEY = "failover"  # where a request's metadata carries what the plugin did (headers, attempts)
 
 
 class Redactor:
@@ -34,8 +35,9 @@ class Redactor:
         return text
 
     @classmethod
-    def for_settings(cls, settings: FailoverSettings) -> Redactor:
-        return cls(k.get_secret_value() for b in settings.backends.values() for k in b.api_keys.values())
+    def for_settings(cls, settings: FailoverSettings, also: Redactor | None = None) -> Redactor:
+        keys = [k.get_secret_value() for b in settings.backends.values() for k in b.api_keys.values()]
+        return cls([*keys, *(also._secrets if also is not None else [])])
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -96,6 +98,14 @@ def build_deployments(settings: FailoverSettings, plans: Mapping[str, RoutePlan]
     deployments = []
     for plan in plans.values():
         route = settings.routes[plan.name]
+        if not plan.candidates:  # the route stays a model name; the runner answers without a call
+            deployments.append(
+                {
+                    "model_name": plan.name,
+                    "litellm_params": {"model": "openai/failover-route-without-elements", "mock_response": "", "api_key": "none"},
+                    "model_info": {"id": placeholder_id(plan.name), "failover_route": plan.name},
+                }
+            )
         for c in plan.candidates:
             backend = settings.backends[c.backend]
             params: dict[str, Any] = {"model": f"{backend.provider}/{c.model}"}

@@ -1,0 +1,313 @@
+"""Routes that change while the proxy runs: config.yaml's, plus what commands and the admin API
+changed, kept in a route store and served by every replica.
+
+`LiveRoutes` owns the effective settings (config.yaml's `failover_settings` with the runtime
+overlay applied). A change is validated in full (the same checks as at start-up), stored
+atomically, applied to this process's router, pushed to the other replicas (Redis pub/sub),
+and acknowledged by them before the writer answers. With the file store, another process's
+change is noticed by the file's stamp before the next request is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import litellm
+from redis.exceptions import RedisError
+
+from ..commands import Access, Command, CommandError, Result, execute
+from ..config import ConfigError, FailoverSettings, load_section, parse_settings
+from ..routetable import Catalog, Change, Overlay, RouteEditError, effective_routes, element_names, policy_of
+from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore
+from .install import foreign_model_names, update
+from .runner import FailoverRunner
+
+log = logging.getLogger("litellm_failover_plugin")
+RouteStore = MemoryRouteStore | FileRouteStore | RedisRouteStore
+ACK_TIMEOUT_S = 2.0  # a writer waits at most this long for the other replicas to apply a change
+SESSION_TOUCH_S = 600.0  # a session in use is kept alive in Redis at most this often
+_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+class StoreUnavailable(Exception):
+    """The shared route store cannot be reached: a change cannot be made now (HTTP 503)."""
+
+
+def state_file_for(config_path: str | None, settings: FailoverSettings) -> Path | None:
+    if settings.commands.state_file:
+        return Path(settings.commands.state_file)
+    if config_path is None:
+        return None
+    p = Path(config_path)
+    return p.with_name(f"{p.stem}.failover-routes.json")
+
+
+def route_store_for(settings: FailoverSettings, config_path: str | None) -> RouteStore:
+    if settings.redis_url:
+        return RedisRouteStore.from_url(settings.redis_url)
+    path = state_file_for(config_path, settings)
+    return FileRouteStore(path) if path is not None else MemoryRouteStore()
+
+
+def session_id(headers: Mapping[str, Any] | None, api_key: str | None) -> str | None:
+    """`x-session-id` when the client sends one, else the caller's key (only ever as a hash)."""
+    for k, v in (headers or {}).items():
+        if str(k).lower() == "x-session-id" and v:
+            return "h:" + hashlib.sha256(str(v).encode()).hexdigest()[:32]
+    if api_key:
+        return "k:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    return None
+
+
+@dataclass
+class Session:
+    route: str
+    seen: float
+    touched: float
+
+
+class LiveRoutes:
+    def __init__(
+        self,
+        section: Mapping[str, Any],
+        store: RouteStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.section = dict(section)  # config.yaml's failover_settings, as written
+        self.base = parse_settings(self.section)
+        self.settings = self.base  # in force: config.yaml plus the overlay
+        self.overlay = Overlay()
+        self.store = store
+        self.clock = clock
+        self.runner: FailoverRunner | None = None
+        self.router: litellm.Router | None = None
+        self.sessions: dict[str, Session] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._apply_lock = asyncio.Lock()
+
+    @property
+    def base_routes(self) -> dict[str, dict[str, Any]]:
+        routes = self.section.get("routes") or {}
+        return {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in routes.items()}
+
+    def compose(self, overlay: Overlay, section: Mapping[str, Any] | None = None) -> FailoverSettings:
+        """The settings in force with `overlay` over `section` (default: config.yaml's). Raises ConfigError."""
+        section = dict(section if section is not None else self.section)
+        base_routes = section.get("routes") or {}
+        section["routes"] = effective_routes(base_routes if isinstance(base_routes, Mapping) else {}, overlay)
+        return parse_settings(section)
+
+    def catalog(self) -> Catalog:
+        reserved = foreign_model_names(self.router) if self.router is not None else frozenset()
+        return Catalog(self.base_routes, frozenset(self.settings.backends), reserved)
+
+    # --- keeping this process current -----------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the stored overlay at start: runtime changes survive a restart."""
+        try:
+            overlay = await self.store.load()
+        except _REDIS_DOWN as e:
+            log.warning("failover routes: route store unreachable at start (%s); serving config.yaml's routes", type(e).__name__)
+            return
+        await self.apply(overlay)
+        if isinstance(self.store, FileRouteStore):
+            self._stamp = self.store.stamp()
+        if isinstance(self.store, RedisRouteStore):
+            await self._load_sessions()
+
+    async def apply(self, overlay: Overlay, *, force: bool = False) -> bool:
+        """Serve `overlay` (if newer than what is served). False if it cannot be served."""
+        async with self._apply_lock:
+            if not force and overlay.version <= self.overlay.version:
+                return True
+            try:
+                settings = self.compose(overlay)
+            except ConfigError as e:  # e.g. config.yaml lost a backend a runtime route uses
+                log.error("failover routes: stored runtime routes cannot be served (%s); keeping the current ones", e)
+                return False
+            self._serve(settings)
+            self.overlay = overlay
+            return True
+
+    def _serve(self, settings: FailoverSettings) -> None:
+        if self.router is not None and self.runner is not None:
+            update(self.router, self.runner, settings)
+        self.settings = settings
+
+    async def before_request(self) -> None:
+        """File store: another process changed the routes since the last request? Serve them."""
+        if isinstance(self.store, FileRouteStore):
+            stamp = self.store.stamp()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                await self.apply(await self.store.load())
+
+    async def listen(self) -> None:
+        """Redis: apply other replicas' changes as they are published, and acknowledge them."""
+        store = self.store
+        if not isinstance(store, RedisRouteStore):
+            return
+        outage = False
+        while True:
+            try:
+                if outage:  # messages may have been missed: read everything again
+                    await self.apply(await store.load(), force=True)
+                    await self._load_sessions()
+                    log.warning("failover routes: route store reachable again; routes and sessions re-read")
+                    outage = False
+                async for kind, value in store.changes():
+                    if kind == "routes":
+                        version = int(value)
+                        if version > self.overlay.version:
+                            await self.apply(await store.load())
+                        await store.acknowledge(version)
+                    else:
+                        await self._load_session(str(value))
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_DOWN as e:
+                if not outage:
+                    log.warning("failover routes: route store unreachable (%s); serving the routes known here", type(e).__name__)
+                outage = True
+                await asyncio.sleep(1.0)
+
+    # --- changes ----------------------------------------------------------------------------
+
+    async def change(self, edit: Callable[[Overlay], tuple[Overlay, Change]], who: str) -> Change:
+        """Make one change: validated in full, stored atomically, served here and on every replica."""
+        made: list[Change] = []
+
+        def apply_edit(current: Overlay) -> Overlay:
+            new, change = edit(current)
+            try:
+                self.compose(new)
+            except ConfigError as e:
+                raise RouteEditError(str(e).replace("invalid failover_settings:\n  ", "")) from None
+            made[:] = [change]
+            return new
+
+        started = self.clock()
+        try:
+            overlay, told = await self.store.change(apply_edit)
+        except _REDIS_DOWN as e:
+            raise StoreUnavailable(f"the route store is unreachable ({type(e).__name__}); nothing changed") from None
+        await self.apply(overlay)
+        if isinstance(self.store, FileRouteStore):
+            self._stamp = self.store.stamp()
+        applied = told
+        if isinstance(self.store, RedisRouteStore) and told > 0:
+            applied = await self.store.wait_applied(overlay.version, told, ACK_TIMEOUT_S)
+            if applied < told:
+                log.warning(
+                    "failover routes: version %d applied on %d of %d replicas within %.1fs", overlay.version, applied, told, ACK_TIMEOUT_S
+                )
+        change = made[0]
+        log.info(
+            "failover route change by=%s action=%s route=%s version=%d replicas=%d ms=%.1f before=%s after=%s",
+            who,
+            change.action,
+            change.route,
+            overlay.version,
+            applied,
+            (self.clock() - started) * 1000,
+            _compact(change.before),
+            _compact(change.after),
+        )
+        return change
+
+    async def run_command(self, command: Command, who: str) -> Result:
+        if command.spec.access is not Access.WRITE:
+            return execute(command, self.overlay, self.catalog())
+        catalog = self.catalog()
+        results: list[Result] = []
+
+        def edit(current: Overlay) -> tuple[Overlay, Change]:
+            result = execute(command, current, catalog)
+            assert result.overlay is not None and result.change is not None
+            results[:] = [result]
+            return result.overlay, result.change
+
+        try:
+            await self.change(edit, who)
+        except RouteEditError as e:
+            raise CommandError(str(e)) from None
+        return results[0]
+
+    async def reload(self, config_path: str, who: str) -> FailoverSettings:
+        """Re-read config.yaml's failover_settings and serve it (with the runtime overlay).
+        Raises ConfigError, with the start-up message, and changes nothing, when it is bad."""
+        section = load_section(config_path)
+        settings = self.compose(self.overlay, section)
+        async with self._apply_lock:
+            self.section = section
+            self.base = parse_settings(section)
+            self._serve(settings)
+        log.info("failover settings reloaded from %s by=%s: %d routes", config_path, who, len(settings.routes))
+        return settings
+
+    # --- sessions (!/set) -------------------------------------------------------------------
+
+    def session_route(self, sid: str | None) -> str | None:
+        if sid is None or not self.sessions:
+            return None
+        s = self.sessions.get(sid)
+        if s is None:
+            return None
+        now = self.clock()
+        ttl = self.settings.commands.session_ttl_s
+        if now - s.seen > ttl:
+            del self.sessions[sid]
+            return None
+        s.seen = now
+        if isinstance(self.store, RedisRouteStore) and now - s.touched > SESSION_TOUCH_S:
+            s.touched = now
+            asyncio.get_running_loop().create_task(self._touch(sid, ttl))
+        return s.route
+
+    async def _touch(self, sid: str, ttl: float) -> None:
+        assert isinstance(self.store, RedisRouteStore)
+        with contextlib.suppress(*_REDIS_DOWN):  # the local copy still serves; Redis's may expire early
+            await self.store.touch_session(sid, ttl)
+
+    async def set_session(self, sid: str, route: str | None) -> None:
+        now = self.clock()
+        if isinstance(self.store, RedisRouteStore):
+            try:
+                await self.store.set_session(sid, route, self.settings.commands.session_ttl_s)
+            except _REDIS_DOWN as e:
+                raise StoreUnavailable(f"the route store is unreachable ({type(e).__name__}); session unchanged") from None
+        if route is None:
+            self.sessions.pop(sid, None)
+        else:
+            self.sessions[sid] = Session(route, now, now)
+
+    async def _load_sessions(self) -> None:
+        assert isinstance(self.store, RedisRouteStore)
+        now = self.clock()
+        ttl = self.settings.commands.session_ttl_s
+        stored = await self.store.sessions()
+        self.sessions = {sid: Session(route, now - (ttl - left if left > 0 else 0), now) for sid, (route, left) in stored.items()}
+
+    async def _load_session(self, sid: str) -> None:
+        assert isinstance(self.store, RedisRouteStore)
+        route = await self.store.session(sid)
+        now = self.clock()
+        if route is None:
+            self.sessions.pop(sid, None)
+        else:
+            self.sessions[sid] = Session(route, now, now)
+
+
+def _compact(route: Mapping[str, Any] | None) -> str:
+    if route is None:
+        return "none"
+    return f"{policy_of(route)}[{','.join(element_names(route))}]"
