@@ -289,6 +289,7 @@ class LiveRoutes:
             self.sessions.pop(sid, None)
         else:
             self.sessions[sid] = Session(route, now, now)
+        log.info("failover session %s: model %s", sid[:10], f"set to route {route!r}" if route else "override cleared")
 
     async def _load_sessions(self) -> None:
         assert isinstance(self.store, RedisRouteStore)

@@ -89,6 +89,8 @@ def test_a_command_session_builds_a_route_that_serves_in_policy_order(proxy: Pro
     assert listing.splitlines()[0] == "Failover routes: chat:m, smart:km"
     assert "Failover route 'smart' (policy: km) elements: alpha:gpt-x, beta:gpt-y" in listing
     assert upstream.received == [], "a command never reaches an upstream"
+    assert "failover route change by=user_id:ops action=prepend route=smart" in proxy.log_text()
+    assert "before=km[beta:gpt-y] after=km[alpha:gpt-x,beta:gpt-y]" in proxy.log_text()
 
     # the new route serves: km over alpha (a1, a2) then beta (b1); every one failing shows the order
     upstream.set(Behavior(status=503))
