@@ -20,6 +20,7 @@ from .policies import POLICIES
 
 RouteMapping = dict[str, Any]  # one route, as written under failover_settings.routes
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+MODEL_NAME = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces: it goes into headers and URLs
 
 
 class RouteEditError(ValueError):
@@ -104,6 +105,8 @@ def check_element(element: str, catalog: Catalog) -> str:
     backend, sep, model = element.strip().partition(":")
     if not sep or not backend or not model:
         raise RouteEditError(f"element {element!r} must be 'backend:model'")
+    if not MODEL_NAME.match(model):
+        raise RouteEditError(f"model {model!r} in element {element!r} must be printable ASCII without spaces")
     if backend not in catalog.backends:
         known = ", ".join(sorted(catalog.backends)) or "none"
         raise RouteEditError(f"Backend {backend!r} in element {element!r} is not configured (backends: {known})")

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,10 @@ class LiveRoutes:
         section: Mapping[str, Any],
         store: RouteStore,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
+        self.config_path = config_path
+        self.replica = uuid.uuid4().hex[:12]  # tells this process's own announcements apart
         self.section = dict(section)  # config.yaml's failover_settings, as written
         self.base = parse_settings(self.section)
         self.settings = self.base  # in force: config.yaml plus the overlay
@@ -165,7 +169,10 @@ class LiveRoutes:
                     log.warning("failover routes: route store reachable again; routes and sessions re-read")
                     outage = False
                 async for kind, value in store.changes():
-                    if kind == "routes":
+                    if kind == "routes" and value.startswith("reload:"):
+                        if value != f"reload:{self.replica}":
+                            await self._reload_announced()
+                    elif kind == "routes":
                         version = int(value)
                         if version > self.overlay.version:
                             await self.apply(await store.load())
@@ -242,9 +249,18 @@ class LiveRoutes:
             raise CommandError(str(e)) from None
         return results[0]
 
-    async def reload(self, config_path: str, who: str) -> FailoverSettings:
-        """Re-read config.yaml's failover_settings and serve it (with the runtime overlay).
-        Raises ConfigError, with the start-up message, and changes nothing, when it is bad."""
+    async def _reload_announced(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            await self.reload(self.config_path, "another replica", announce=False)
+        except ConfigError as e:
+            log.error("failover settings: reload asked by another replica refused, the running routes stay: %s", e)
+
+    async def reload(self, config_path: str, who: str, *, announce: bool = True) -> FailoverSettings:
+        """Re-read config.yaml's failover_settings and serve it (with the runtime overlay); with
+        Redis, every other replica then re-reads its own config.yaml. Raises ConfigError, with
+        the start-up message, and changes nothing, when it is bad."""
         section = load_section(config_path)
         settings = self.compose(self.overlay, section)
         async with self._apply_lock:
@@ -252,6 +268,11 @@ class LiveRoutes:
             self.base = parse_settings(section)
             self._serve(settings)
         log.info("failover settings reloaded from %s by=%s: %d routes", config_path, who, len(settings.routes))
+        if announce and isinstance(self.store, RedisRouteStore):
+            try:
+                await self.store.announce_reload(self.replica)
+            except _REDIS_DOWN as e:
+                log.warning("failover settings: could not tell the other replicas to reload (%s)", type(e).__name__)
         return settings
 
     # --- sessions (!/set) -------------------------------------------------------------------

@@ -328,7 +328,7 @@ def proxy_plugin() -> FailoverPlugin:
             path = _config_path()
             section = load_section(path)
             settings = parse_settings(section)
-            live = LiveRoutes(section, route_store_for(settings, path))
+            live = LiveRoutes(section, route_store_for(settings, path), config_path=path)
         except ConfigError as e:
             log.error("litellm_failover_plugin: the proxy cannot start: %s", e)
             raise

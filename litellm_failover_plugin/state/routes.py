@@ -148,6 +148,10 @@ class RedisRouteStore:
         finally:
             await pubsub.aclose()
 
+    async def announce_reload(self, origin: str) -> None:
+        """Tell the other replicas to re-read their own config.yaml."""
+        await self._redis.publish(self.channel, f"reload:{origin}")
+
     async def acknowledge(self, version: int) -> None:
         key = f"{self._acks}{version}"
         async with self._redis.pipeline(transaction=True) as pipe:

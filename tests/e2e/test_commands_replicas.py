@@ -122,3 +122,26 @@ def test_the_admin_api_on_one_replica_serves_on_the_other(replicas: tuple[ProxyP
     assert send(b, "hi", model="api").headers["x-failover-backend"] == "beta"
     assert httpx.delete(f"{b.url}/failover/routes/api", headers=ADMIN).status_code == 200
     assert send(a, "hi", model="api").status_code in (400, 404)
+
+
+def test_a_reload_on_one_replica_reloads_every_replica(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
+    """Like a ConfigMap update: every replica's file changed, one reload request, all serve it."""
+    import yaml
+
+    a, b = replicas
+    originals = {p: p.config_path.read_text() for p in (a, b)}
+    try:
+        for p in (a, b):
+            cfg = yaml.safe_load(originals[p])
+            cfg["failover_settings"]["routes"]["from-file"] = {"policy": "m", "elements": ["beta:gpt-y"]}
+            p.config_path.write_text(yaml.safe_dump(cfg))
+        r = httpx.post(f"{a.url}/failover/reload", headers=ADMIN, timeout=30)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 5
+        while send(b, "hi", model="from-file").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert send(b, "hi", model="from-file").headers["x-failover-backend"] == "beta"
+    finally:
+        for p, text in originals.items():
+            p.config_path.write_text(text)
+        assert httpx.post(f"{a.url}/failover/reload", headers=ADMIN, timeout=30).status_code == 200

@@ -107,6 +107,7 @@ def test_a_runtime_route_wins_over_config_and_reset_brings_config_back() -> None
         ("!/create-failover-route(name=x,policy=zz)", "unknown policy 'zz'; one of: k, m, km, mk, scored"),
         ("!/create-failover-route(name=a b,policy=k)", "route name 'a b'"),
         ("!/route-append(name=chat,element=alpha)", "must be 'backend:model'"),
+        ("!/route-append(name=chat,element=alpha:gpt x)", "must be printable ASCII without spaces"),
         ("!/route-append(name=chat,element=gamma:x)", "Backend 'gamma' in element 'gamma:x' is not configured (backends: alpha, beta)"),
         ("!/route-append(name=chat,element=alpha:gpt-x)", "already in failover route 'chat'"),
         ("!/set(model=nope)", "Failover route 'nope' does not exist"),
