@@ -426,6 +426,15 @@ class FailoverRunner:
                     raise
                 except Exception as exc:
                     failure = classify(exc, self._redact)
+                    if failure.local:  # it never left the proxy: the client's error, no upstream's
+                        headers = self._record(kwargs, run, None)
+                        raise ProxyException(
+                            message=f"invalid request: {failure.reason}",
+                            type="invalid_request_error",
+                            param=None,
+                            code=400,
+                            headers=headers,
+                        ) from exc
                     counted = falls_over(failure, candidate.falls_over)
                     signal = signal_of(failure, counted)
                     if counted:

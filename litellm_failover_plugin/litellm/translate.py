@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 import openai
+import pydantic
 from litellm import exceptions as llm_errors
 
 from ..conditions import Failure, Kind
@@ -58,7 +60,11 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 _TIMEOUTS = (llm_errors.Timeout, openai.APITimeoutError, httpx.TimeoutException, TimeoutError)
-_NETWORK = (openai.APIConnectionError, httpx.NetworkError, ConnectionError)
+_TRANSPORT = (httpx.TransportError, OSError)  # aiohttp's connection errors are OSErrors too
+# Python errors LiteLLM raises while it builds a request from what the client sent; a response
+# that cannot be parsed (JSON, pydantic) is the upstream's doing and is not among them
+_BUILDING = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+_PARSING = (json.JSONDecodeError, pydantic.ValidationError)
 
 
 def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
@@ -74,6 +80,11 @@ def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
     return seen
 
 
+def _never_sent(chain: list[BaseException]) -> bool:
+    """LiteLLM wrapped a Python error of its own request building (e.g. `messages: "hi"`)."""
+    return any(isinstance(e, _BUILDING) and not isinstance(e, _PARSING) for e in chain)
+
+
 def classify(exc: BaseException, redact: Redactor) -> Failure:
     """What kind of failure an exception from one upstream attempt is."""
     if isinstance(exc, llm_errors.MidStreamFallbackError) and exc.original_exception is not None:
@@ -84,7 +95,11 @@ def classify(exc: BaseException, redact: Redactor) -> Failure:
     # a timeout is also an APIConnectionError to openai: look for timeouts first
     if any(isinstance(e, _TIMEOUTS) for e in chain):
         return Failure(None, Kind.TIMEOUT, reason)
-    if any(isinstance(e, _NETWORK) for e in chain):
+    if any(isinstance(e, _TRANSPORT) for e in chain):
+        return Failure(None, Kind.NETWORK, reason)
+    if isinstance(exc, llm_errors.APIConnectionError) and _never_sent(chain):
+        return Failure(None, None, reason, local=True)
+    if any(isinstance(e, openai.APIConnectionError) for e in chain):
         return Failure(None, Kind.NETWORK, reason)
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int):
