@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,6 +46,7 @@ class Redactor:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """The upstream's Retry-After (or retry-after-ms) in seconds; None when absent or unusable."""
     headers: Mapping[str, Any] | None = getattr(exc, "litellm_response_headers", None)
     if headers is None:
         response = getattr(exc, "response", None)
@@ -52,11 +56,29 @@ def _retry_after(exc: BaseException) -> float | None:
     try:
         ms = headers.get("retry-after-ms")
         if ms is not None:
-            return float(ms) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP date or garbage: the breaker's own cooldown applies
+            seconds = float(ms) / 1000.0
+        else:
+            value = headers.get("retry-after")
+            if value is None:
+                return None
+            seconds = _seconds(str(value))
+    except (TypeError, ValueError, OverflowError):
+        return None  # garbage: the breaker's own cooldown applies
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds(value: str) -> float | None:
+    """Retry-After is delta-seconds or an HTTP date."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 _TIMEOUTS = (llm_errors.Timeout, openai.APITimeoutError, httpx.TimeoutException, TimeoutError)
