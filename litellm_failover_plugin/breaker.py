@@ -143,7 +143,6 @@ def _window(b: Breaker, now: float, cfg: BreakerConfig, failed: bool) -> Breaker
 
 
 def _open(b: Breaker, now: float, cfg: BreakerConfig, reason: str, hold_s: float | None) -> Breaker:
-    hold_s = sane_hold(hold_s, cfg)
     if b.state is State.CLOSED:
         cooldown = cfg.cooldown_s
     else:  # a failed probe: the cooldown grows
@@ -157,6 +156,7 @@ def record(
 ) -> tuple[Breaker, Transition | None]:
     """The breaker after one call's outcome, and the state change it caused, if any."""
     old = b.state
+    retry_after_s = sane_hold(retry_after_s, cfg)  # capped at max_cooldown_s; garbage ignored
     if signal is Signal.SUCCESS:
         new = _window(b, now, cfg, failed=False)
         if old is not State.CLOSED:
@@ -168,8 +168,7 @@ def record(
         new = _open(b, now, cfg, "auth failure (401/403): key disabled until a probe succeeds", retry_after_s)
         return new, Transition(old, State.OPEN, new.reason)
     if signal is Signal.QUOTA:
-        hold = sane_hold(retry_after_s, cfg)
-        hold = hold if hold is not None else cfg.quota_park_s
+        hold = retry_after_s if retry_after_s is not None else cfg.quota_park_s
         new = _open(b, now, cfg, f"quota spent: parked for {hold:g}s", hold)
         return new, Transition(old, State.OPEN, new.reason)
 
