@@ -22,6 +22,7 @@ from ..config import ConfigError, FailoverSettings, load_settings
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
+from . import adapter
 from .health import HealthChecker
 from .install import install, installed_runner
 from .runner import METADATA_KEY, PRIORITY_KEY, FailoverRunner
@@ -34,9 +35,7 @@ _ROUTER_POLL_S = 0.05
 
 
 def _live_router() -> litellm.Router | None:
-    from litellm.proxy import proxy_server
-
-    return proxy_server.llm_router
+    return adapter.live_router()
 
 
 class FailoverPlugin(CustomLogger):
@@ -64,7 +63,7 @@ class FailoverPlugin(CustomLogger):
             return
         self.runner = install(router, self.settings, self._the_store())
         if any(self.settings.queue_for(r) for r in self.settings.routes):
-            _cancel_on_disconnect()
+            adapter.cancel_on_disconnect()
         if self.settings.health_checks is not None:
             if self.health is None:
                 self.health = HealthChecker(self.runner, self.settings.health_checks)
@@ -121,6 +120,8 @@ class FailoverPlugin(CustomLogger):
     ) -> dict[str, Any] | None:
         self.ensure_installed()
         if data.get("model") in self.settings.routes:
+            if self.settings.queue_for(data["model"]) is not None:
+                adapter.cancel_on_disconnect()  # a settings reload may have dropped it
             # LiteLLM's own scheduler would take a body `priority`; for a route it orders our queue
             priority = data.pop("priority", None)
             md = data.setdefault("metadata", {})
@@ -159,15 +160,6 @@ def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]
     return loop.create_task(start())
 
 
-def _cancel_on_disconnect() -> None:
-    """A queued request whose client went away must leave the queue: LiteLLM cancels the call's
-    task on disconnect only with general_settings.cancel_on_disconnect, so turn it on."""
-    from litellm.proxy import proxy_server
-
-    settings = proxy_server.general_settings
-    if isinstance(settings, dict) and not settings.get("cancel_on_disconnect"):
-        settings["cancel_on_disconnect"] = True
-        log.info("failover queue: turned on general_settings.cancel_on_disconnect (a client that leaves, leaves the queue)")
 _status_route_added = False
 STATUS_PATH = "/failover/status"
 
@@ -179,8 +171,8 @@ def _add_status_route(plugin: FailoverPlugin) -> None:
         return
     try:
         from fastapi import Depends
-        from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
-        from litellm.proxy.proxy_server import app
+
+        app, user_api_key_auth = adapter.proxy_app()
     except ImportError:  # litellm used without its proxy extras
         return
 
@@ -193,9 +185,7 @@ def _add_status_route(plugin: FailoverPlugin) -> None:
 
 
 def _config_path() -> str:
-    from litellm.proxy import proxy_server
-
-    path = proxy_server.user_config_file_path or os.environ.get("CONFIG_FILE_PATH")
+    path = adapter.proxy_config_path() or os.environ.get("CONFIG_FILE_PATH")
     if not path:
         raise ConfigError(
             "litellm_failover_plugin.plugin is loaded by the LiteLLM proxy from its config.yaml; "
@@ -222,6 +212,7 @@ def proxy_plugin() -> FailoverPlugin:
     if _proxy_plugin is None:
         _proxy_logging()
         try:
+            adapter.check(proxy=True)
             settings = load_settings(_config_path())
         except ConfigError as e:
             log.error("litellm_failover_plugin: the proxy cannot start: %s", e)

@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +43,7 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, observe, rank
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
+from . import adapter
 from .translate import Redactor, classify, response_headers
 from .waiting import Place, QueueTimeout, RouteWaiter
 
@@ -92,32 +93,6 @@ class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
         error = self.to_openai_error()["error"]
         assert isinstance(error, dict)
         return error
-
-
-async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield first
-    async for item in rest:
-        yield item
-
-
-async def _first_chunk_or_raise(response: Any) -> Any:
-    """Wait for a stream's first chunk, so an error before it can still fail over.
-
-    The router hands back a wrapper whose `_async_generator` yields the chunks; the first one
-    is read here and put back in front, so the client sees the whole stream.
-    """
-    gen = getattr(response, "_async_generator", None)
-    if gen is None:
-        return response
-    try:
-        first = await gen.__anext__()
-    except StopAsyncIteration:
-        return response
-    except BaseException:
-        await gen.aclose()
-        raise
-    response._async_generator = _prepend(first, gen)
-    return response
 
 
 class FailoverRunner:
@@ -179,8 +154,7 @@ class FailoverRunner:
 
     async def cooling_down(self, ids: list[str]) -> dict[str, float]:
         """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
-        cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-        return {i: float(v["timestamp"]) + float(v["cooldown_time"]) for i, v in cooling}
+        return await adapter.active_cooldowns(self.router, ids)
 
     async def _snapshot(self, plan: RoutePlan) -> Snapshot:
         """What to skip and why, the breakers as read, which are due a probe, and when the
@@ -264,8 +238,7 @@ class FailoverRunner:
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
-        key = self.router.cooldown_cache.get_cooldown_cache_key(id)
-        await self.router.cooldown_cache.cooldown_store.async_delete_cache(key)
+        await adapter.clear_cooldown(self.router, id)
 
     def log_transition(self, id: str, t: Transition) -> None:
         c = self.candidates.get(id)
@@ -357,11 +330,9 @@ class FailoverRunner:
                 t0 = self.clock()
                 try:
                     response = await original_function(*args, **call_kwargs)
-                    response = await self.router.set_response_headers(
-                        response=response, model_group=plan.name, request_kwargs=call_kwargs
-                    )
+                    response = await adapter.set_response_headers(self.router, response, plan.name, call_kwargs)
                     if stream:
-                        response = await _first_chunk_or_raise(response)
+                        response = await adapter.first_chunk_or_raise(response)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
