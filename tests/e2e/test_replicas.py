@@ -155,7 +155,8 @@ def test_status_command_shows_both_views(
             backend(a)
     cmd = [sys.executable, "-m", "litellm_failover_plugin", "status"]
     env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([*cmd, "--proxy-url", a_proxy.url], capture_output=True, text=True, timeout=60, env=env)
+    ask = [*cmd, "--proxy-url", a_proxy.url, "--api-key", a_proxy.master_key]
+    out = subprocess.run(ask, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert "chat/primary:model/p1" in out.stdout and "open" in out.stdout and "(state store: redis)" in out.stdout
     cfg = tmp_path / "config.yaml"
