@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import subprocess
@@ -47,6 +48,8 @@ COOLDOWN_S = 10
 FULL_OUTAGE_S = 4.0  # shorter than the plugin's queue max_wait_s (20)
 FULL_OUTAGE_REQUESTS = 100
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+MASTER_KEY = f"sk-bench-{secrets.token_hex(16)}"  # both proxies': the same client serves both
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
 class Upstream:
@@ -145,7 +148,7 @@ def served_port(headers: Any) -> str:
 async def one_request(session: aiohttp.ClientSession, url: str, model: str) -> tuple[bool, float, str]:
     t0 = time.perf_counter()
     try:
-        async with session.post(url, json={"model": model, **BODY}) as r:
+        async with session.post(url, json={"model": model, **BODY}, headers=AUTH) as r:
             await r.read()
             ok = r.status == 200
             return ok, (time.perf_counter() - t0) * 1000, served_port(r.headers)
@@ -232,9 +235,11 @@ class Side:
         backup.start()
         dead = free_port()
         if name == "plugin":
-            side = cls(name, primary, backup, ProxyProcess(plugin_config(primary, backup, dead)), "chat", "chat-down")
+            proxy = ProxyProcess(plugin_config(primary, backup, dead), master_key=MASTER_KEY)
+            side = cls(name, primary, backup, proxy, "chat", "chat-down")
         else:
-            side = cls(name, primary, backup, ProxyProcess(plain_config(primary, backup, dead)), "primary", "dead")
+            proxy = ProxyProcess(plain_config(primary, backup, dead), master_key=MASTER_KEY)
+            side = cls(name, primary, backup, proxy, "primary", "dead")
         side.proxy.start()
         return side
 

@@ -4,11 +4,12 @@ By default it starts everything on 127.0.0.1: two fake OpenAI-compatible model s
 primary and a backup, two keys each), a real `litellm` proxy with the plugin and
 configs/demo.yaml, then sends a steady stream of chat requests through the openai SDK and shows
 who served each one. It stops the primary's server process after --outage-at seconds and starts
-it again --outage-for seconds later.
+it again --outage-for seconds later. The proxy it starts has a master key of its own, which it
+prints (LiteLLM 1.104 and later refuse to start without one).
 
     python examples/scaling_demo.py                          # everything local, scripted outage
     python examples/scaling_demo.py --outage-at 5 --outage-for 10 --duration 40
-    python examples/scaling_demo.py --proxy-url http://127.0.0.1:4000 --watch   # scale by hand
+    python examples/scaling_demo.py --proxy-url http://127.0.0.1:4000 --api-key sk-... --watch   # scale by hand
     python examples/scaling_demo.py --proxy-url http://my-proxy:4000 \\
         --scale-down-cmd "oc scale deployment llama-fp8-predictor --replicas=0" \\
         --scale-up-cmd "oc scale deployment llama-fp8-predictor --replicas=1"
@@ -156,7 +157,8 @@ def banner(console: Console, text: str, style: str) -> None:
 def breakers(client: openai.OpenAI) -> str:
     """Breaker state per key and queue lengths, from the plugin's GET /failover/status."""
     try:
-        r = client._client.get(str(client.base_url).removesuffix("/v1/") + "/failover/status", timeout=2)
+        url = str(client.base_url).removesuffix("/v1/") + "/failover/status"
+        r = client._client.get(url, headers={"Authorization": f"Bearer {client.api_key}"}, timeout=2)
         status = r.json() if r.status_code == 200 else {}
     except Exception:
         return ""
@@ -242,6 +244,11 @@ def summary(console: Console, stats: Stats) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--proxy-url", help="use this running proxy instead of starting one (and its upstreams)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("LITELLM_MASTER_KEY"),
+        help="with --proxy-url: a key of that proxy (default: $LITELLM_MASTER_KEY)",
+    )
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="proxy config to start with (default: configs/demo.yaml)")
     p.add_argument("--proxy-port", type=int, default=4010)
     p.add_argument("--primary-port", type=int, default=9101, help="must match the config's primary api_base")
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop_on_term)
     try:
-        proxy_url = args.proxy_url
+        proxy_url, api_key = args.proxy_url, args.api_key or "sk-none"
         if proxy_url is None:
             from litellm_failover_plugin.testing import ProxyProcess
 
@@ -292,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             proxy = ProxyProcess(args.config, port=args.proxy_port)
             started.append(proxy)
             proxy.start()
-            proxy_url = proxy.url
+            proxy_url, api_key = proxy.url, proxy.master_key
+            console.print(f"[*] proxy master key: {api_key}")
         schedule = Schedule(args, primary, console)
-        client = openai.OpenAI(base_url=f"{proxy_url.rstrip('/')}/v1", api_key="sk-demo", max_retries=0, timeout=30)
+        client = openai.OpenAI(base_url=f"{proxy_url.rstrip('/')}/v1", api_key=api_key, max_retries=0, timeout=30)
         console.print("=" * 70)
         console.print("LiteLLM failover demo")
         console.print(f"  Proxy: {proxy_url}   Route: chat   Interval: {args.interval}s   Duration: {args.duration}s")

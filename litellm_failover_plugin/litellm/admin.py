@@ -28,6 +28,7 @@ from ..routetable import Change, Overlay, RouteEditError
 from ..routetable import delete as delete_route
 from ..routetable import put as put_route
 from ..routetable import reset as reset_route
+from . import adapter
 from .live import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def route_view(plugin: FailoverPlugin, name: str) -> dict[str, Any] | None:
 
 
 def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
-    from litellm.proxy.proxy_server import app
+    app, _ = adapter.proxy_app()
 
     def fail(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> JSONResponse:
         return JSONResponse(error_body(message, type_, status), status_code=status)

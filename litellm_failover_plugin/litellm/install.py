@@ -12,6 +12,7 @@ from litellm.types.router import Deployment
 from ..config import ConfigError, FailoverSettings
 from ..routing import RoutePlan, compile_routes
 from ..state import StateStore
+from . import adapter
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -22,17 +23,19 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
     """Put the routes' deployments and the attempt loop on a router. Idempotent.
 
     `store` holds breaker state (shared through Redis by several replicas); in memory if None.
-    Raises ConfigError if a route name is already a model group of the router.
+    Raises ConfigError if a route name is already a model group of the router, and
+    adapter.UnsupportedLiteLLM (a ConfigError) if a LiteLLM internal it hooks has moved.
     """
-    current = router.__dict__.get("async_function_with_fallbacks")
+    adapter.check()
+    current = adapter.shadowing(router)
     if isinstance(current, FailoverRunner):
         if current.settings is settings and all(router.has_model_id(i) for i in _first_ids(current)):
             return current
-        router.__dict__.pop("async_function_with_fallbacks")
+        adapter.unshadow(router)
     plans = compile_routes(settings)
     _place(router, settings, plans)
     runner = FailoverRunner(router, settings, plans, store)
-    router.async_function_with_fallbacks = runner  # type: ignore[method-assign]
+    adapter.shadow_fallbacks(router, runner)
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
     return runner
@@ -113,5 +116,5 @@ def _first_ids(runner: FailoverRunner) -> list[str]:
 
 
 def installed_runner(router: Any) -> FailoverRunner | None:
-    current = getattr(router, "__dict__", {}).get("async_function_with_fallbacks")
+    current = adapter.shadowing(router)
     return current if isinstance(current, FailoverRunner) else None

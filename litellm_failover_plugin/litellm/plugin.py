@@ -27,6 +27,7 @@ from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
+from . import adapter
 from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
 from .install import install, installed_runner
@@ -43,9 +44,7 @@ _ROUTER_POLL_S = 0.05
 
 
 def _live_router() -> litellm.Router | None:
-    from litellm.proxy import proxy_server
-
-    return proxy_server.llm_router
+    return adapter.live_router()
 
 
 class FailoverPlugin(CustomLogger):
@@ -93,7 +92,7 @@ class FailoverPlugin(CustomLogger):
         if self._load_task is None:  # the stored runtime routes, once per process
             self._load_task = _spawn(self._load_routes)
         if any(self.settings.queue_for(r) for r in self.settings.routes):
-            _cancel_on_disconnect()
+            adapter.cancel_on_disconnect()
         if self.settings.health_checks is not None:
             if self.health is None:
                 self.health = HealthChecker(self.runner, self.settings.health_checks)
@@ -188,6 +187,8 @@ class FailoverPlugin(CustomLogger):
             why = check_request(data, chat=chat)
             if why is not None:  # the client's error: it must never count against an upstream
                 raise _invalid_request(why)
+            if self.settings.queue_for(data["model"]) is not None:
+                adapter.cancel_on_disconnect()  # a settings reload may have dropped it
             # LiteLLM's own scheduler would take a body `priority`; for a route it orders our queue
             priority = data.pop("priority", None)
             md = data.setdefault("metadata", {})
@@ -284,15 +285,6 @@ def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]
     return loop.create_task(start())
 
 
-def _cancel_on_disconnect() -> None:
-    """A queued request whose client went away must leave the queue: LiteLLM cancels the call's
-    task on disconnect only with general_settings.cancel_on_disconnect, so turn it on."""
-    from litellm.proxy import proxy_server
-
-    settings = proxy_server.general_settings
-    if isinstance(settings, dict) and not settings.get("cancel_on_disconnect"):
-        settings["cancel_on_disconnect"] = True
-        log.info("failover queue: turned on general_settings.cancel_on_disconnect (a client that leaves, leaves the queue)")
 _status_route_added = False
 STATUS_PATH = "/failover/status"
 
@@ -304,8 +296,8 @@ def _add_status_route(plugin: FailoverPlugin) -> None:
         return
     try:
         from fastapi import Depends
-        from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
-        from litellm.proxy.proxy_server import app
+
+        app, user_api_key_auth = adapter.proxy_app()
     except ImportError:  # litellm used without its proxy extras
         return
 
@@ -319,9 +311,7 @@ def _add_status_route(plugin: FailoverPlugin) -> None:
 
 
 def _config_path() -> str:
-    from litellm.proxy import proxy_server
-
-    path = proxy_server.user_config_file_path or os.environ.get("CONFIG_FILE_PATH")
+    path = adapter.proxy_config_path() or os.environ.get("CONFIG_FILE_PATH")
     if not path:
         raise ConfigError(
             "litellm_failover_plugin.plugin is loaded by the LiteLLM proxy from its config.yaml; "
@@ -348,6 +338,7 @@ def proxy_plugin() -> FailoverPlugin:
     if _proxy_plugin is None:
         _proxy_logging()
         try:
+            adapter.check(proxy=True)
             path = _config_path()
             section = load_section(path)
             settings = parse_settings(section)

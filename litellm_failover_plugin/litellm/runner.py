@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +46,7 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, observe, rank
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
+from . import adapter
 from .replies import command_reply
 from .translate import METADATA_KEY, Redactor, classify, response_headers
 from .waiting import Place, QueueTimeout, RouteWaiter
@@ -95,32 +96,6 @@ class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
         error = self.to_openai_error()["error"]
         assert isinstance(error, dict)
         return error
-
-
-async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield first
-    async for item in rest:
-        yield item
-
-
-async def _first_chunk_or_raise(response: Any) -> Any:
-    """Wait for a stream's first chunk, so an error before it can still fail over.
-
-    The router hands back a wrapper whose `_async_generator` yields the chunks; the first one
-    is read here and put back in front, so the client sees the whole stream.
-    """
-    gen = getattr(response, "_async_generator", None)
-    if gen is None:
-        return response
-    try:
-        first = await gen.__anext__()
-    except StopAsyncIteration:
-        return response
-    except BaseException:
-        await gen.aclose()
-        raise
-    response._async_generator = _prepend(first, gen)
-    return response
 
 
 class FailoverRunner:
@@ -241,14 +216,12 @@ class FailoverRunner:
 
     async def cooling_down(self, ids: list[str]) -> dict[str, float]:
         """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
-        cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
         out: dict[str, float] = {}
         cap = self.clock() + self.breaker.max_cooldown_s
-        for i, v in cooling:
-            if not cooldown_counts(_status(v.get("status_code"))):
+        for i, (until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
+            if not cooldown_counts(status):
                 await self.clear_cooldown(i)  # LiteLLM cools down on 404s: a client error never takes a key out
                 continue
-            until = float(v["timestamp"]) + float(v["cooldown_time"])
             out[i] = min(until, cap) if math.isfinite(until) else cap  # a Retry-After of years is capped
         return out
 
@@ -334,8 +307,7 @@ class FailoverRunner:
 
     async def clear_cooldown(self, id: str) -> None:
         """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
-        key = self.router.cooldown_cache.get_cooldown_cache_key(id)
-        await self.router.cooldown_cache.cooldown_store.async_delete_cache(key)
+        await adapter.clear_cooldown(self.router, id)
 
     def log_transition(self, id: str, t: Transition) -> None:
         c = self.candidates.get(id)
@@ -427,11 +399,9 @@ class FailoverRunner:
                 t0 = self.clock()
                 try:
                     response = await original_function(*args, **call_kwargs)
-                    response = await self.router.set_response_headers(
-                        response=response, model_group=plan.name, request_kwargs=call_kwargs
-                    )
+                    response = await adapter.set_response_headers(self.router, response, plan.name, call_kwargs)
                     if stream:
-                        response = await _first_chunk_or_raise(response)
+                        response = await adapter.first_chunk_or_raise(response)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -526,13 +496,6 @@ class FailoverRunner:
             if isinstance(md, dict):
                 md[METADATA_KEY] = info
         return headers
-
-
-def _status(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
 
 
 def _cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:

@@ -1,8 +1,14 @@
-"""Start and stop a real `litellm --config` proxy process on 127.0.0.1."""
+"""Start and stop a real `litellm --config` proxy process on 127.0.0.1.
+
+Each proxy gets a master key of its own (LITELLM_MASTER_KEY), so it runs the same whatever a
+LiteLLM release assumes about keys (1.104 and later refuse to start without one); clients send
+`proxy.headers`.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -36,7 +42,8 @@ def litellm_command() -> list[str]:
 
 
 class ProxyProcess:
-    """A LiteLLM proxy with the given config (a dict written to a temp file, or a path)."""
+    """A LiteLLM proxy with the given config (a dict written to a temp file, or a path), and a
+    master key: `master_key`, else a random one."""
 
     def __init__(
         self,
@@ -46,8 +53,10 @@ class ProxyProcess:
         env: dict[str, str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         workers: int = 1,
+        master_key: str | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.master_key = master_key or f"sk-proxy-{secrets.token_hex(16)}"
         self._tmp = tempfile.TemporaryDirectory(prefix="failover-proxy-")
         if isinstance(config, dict):
             self.config_path = Path(self._tmp.name) / "config.yaml"
@@ -55,13 +64,23 @@ class ProxyProcess:
         else:
             self.config_path = Path(config)
         self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "proxy.log"
-        self._env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})}
+        self._env = {
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            **(env or {}),
+            "LITELLM_MASTER_KEY": self.master_key,
+        }
         self._workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a client sends to be let in: the proxy's master key."""
+        return {"Authorization": f"Bearer {self.master_key}"}
 
     def start(self, timeout_s: float = 90.0) -> ProxyProcess:
         cmd = [*litellm_command(), "--config", str(self.config_path), "--host", HOST, "--port", str(self.port)]

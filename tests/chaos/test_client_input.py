@@ -39,7 +39,7 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
 
 
 def post(proxy: ProxyProcess, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer x"}, timeout=30)
+    return httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers=proxy.headers, timeout=30)
 
 
 REFUSED = [
@@ -84,7 +84,7 @@ def test_a_client_cannot_set_response_headers_or_forge_a_command_reply(proxy: Pr
 
 
 def test_after_all_of_it_the_route_is_healthy(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
-    rows = httpx.get(f"{proxy.url}/failover/status", headers={"Authorization": "Bearer x"}).json()["deployments"]
+    rows = httpx.get(f"{proxy.url}/failover/status", headers=proxy.headers).json()["deployments"]
     assert {r["key"]: (r["state"], r["failures"]) for r in rows} == {"a1": ("closed", 0), "a2": ("closed", 0)}
     r = post(proxy, {"model": "chat", "messages": MSG})
     assert r.status_code == 200 and r.headers["x-failover-key"] == "a1"

@@ -42,11 +42,11 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
 
 def chat(proxy: ProxyProcess, route: str) -> httpx.Response:
     body = {"model": route, "messages": [{"role": "user", "content": "hi"}]}
-    return httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer x"}, timeout=30)
+    return httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers=proxy.headers, timeout=30)
 
 
 def state(proxy: ProxyProcess, route: str, key: str) -> dict[str, Any]:
-    rows = httpx.get(f"{proxy.url}/failover/status", headers={"Authorization": "Bearer x"}).json()["deployments"]
+    rows = httpx.get(f"{proxy.url}/failover/status", headers=proxy.headers).json()["deployments"]
     return next(r for r in rows if r["route"] == route and r["key"] == key)
 
 

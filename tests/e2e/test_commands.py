@@ -51,7 +51,7 @@ def write_config(directory: Path, upstream: FakeUpstream, **failover: Any) -> Pa
 @pytest.fixture(scope="module")
 def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     path = write_config(tmp_path_factory.mktemp("commands"), upstream)
-    with ProxyProcess(path) as p:
+    with ProxyProcess(path, master_key=MASTER_KEY) as p:
         yield p
         logs = p.log_text()
     assert not any(k in logs for k in KEYS), "an API key reached the proxy log"
@@ -243,7 +243,7 @@ def test_the_admin_api_reads_and_writes_routes(proxy: ProxyProcess, upstream: Fa
 def test_reload_applies_a_good_file_and_refuses_a_bad_one(upstream: FakeUpstream, tmp_path: Path) -> None:
     path = write_config(tmp_path, upstream)
     admin = {"Authorization": f"Bearer {MASTER_KEY}"}
-    with ProxyProcess(path) as proxy, httpx.Client(base_url=proxy.url, headers=admin, timeout=30) as c:
+    with ProxyProcess(path, master_key=MASTER_KEY) as proxy, httpx.Client(base_url=proxy.url, headers=admin, timeout=30) as c:
         assert reply(send(proxy, "!/create-failover-route(name=runtime-one,policy=m)"))
         cfg = yaml.safe_load(path.read_text())
         fs = cfg["failover_settings"]
@@ -268,12 +268,12 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(upstream: FakeUpstream
 
 def test_a_restart_keeps_every_runtime_change(upstream: FakeUpstream, tmp_path: Path) -> None:
     path = write_config(tmp_path, upstream)
-    with ProxyProcess(path) as proxy:
+    with ProxyProcess(path, master_key=MASTER_KEY) as proxy:
         assert reply(send(proxy, "!/create-failover-route(name=kept,policy=mk)"))
         assert reply(send(proxy, "!/route-append(name=kept,element=beta:gpt-y)"))
         assert reply(send(proxy, "!/delete-failover-route(name=chat)"))
     assert (tmp_path / "config.failover-routes.json").exists()
-    with ProxyProcess(path) as proxy:
+    with ProxyProcess(path, master_key=MASTER_KEY) as proxy:
         assert reply(send(proxy, "!/route-list(name=kept)")) == "Failover route 'kept' (policy: mk) elements: beta:gpt-y"
         assert "Failover route 'chat' does not exist" in error(send(proxy, "!/route-list(name=kept2)".replace("kept2", "chat"), model="kept"), 400)
         assert send(proxy, "hi", model="kept").headers["x-failover-key"] == "b1"
@@ -298,7 +298,7 @@ def test_worker_processes_share_changes_through_the_state_file(upstream: FakeUps
     """`--num_workers 2` without Redis: a change made by whichever worker answered is served by
     both before their next request (each checks the state file's stamp)."""
     path = write_config(tmp_path, upstream)
-    with ProxyProcess(path, workers=2) as proxy:
+    with ProxyProcess(path, workers=2, master_key=MASTER_KEY) as proxy:
         for i in range(6):
             assert reply(send(proxy, f"!/create-failover-route(name=w{i},policy=m)"))
             assert reply(send(proxy, f"!/route-append(name=w{i},element=beta:gpt-y)"))

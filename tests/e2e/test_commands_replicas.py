@@ -48,7 +48,7 @@ def config(upstream: FakeUpstream, redis_url: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def replicas(upstream: FakeUpstream, redis_server: RedisServer) -> Iterator[tuple[ProxyProcess, ProxyProcess]]:
     cfg = config(upstream, redis_server.url)
-    with ProxyProcess(cfg) as a, ProxyProcess(cfg) as b:
+    with ProxyProcess(cfg, master_key=MASTER_KEY) as a, ProxyProcess(cfg, master_key=MASTER_KEY) as b:
         yield a, b
         logs = a.log_text() + b.log_text()
     assert "sk-rep-" not in logs and MASTER_KEY not in logs, "a key reached a proxy log"

@@ -33,4 +33,5 @@ def test_demo_fails_over_and_recovers_without_failures(tmp_path: Path) -> None:
     assert "FAILOVER DETECTED: primary -> backup" in out
     assert "RECOVERED: back to primary" in out
     assert "demo-primary-key" not in out and "demo-backup-key" not in out
+    assert re.search(r"^\[\*\] proxy master key: sk-proxy-[0-9a-f]{32}$", out, re.M)  # its own, printed
     assert done.returncode == 0

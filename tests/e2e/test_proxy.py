@@ -75,7 +75,7 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
 
 @pytest.fixture
 def client(proxy: ProxyProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=proxy.url, timeout=30, headers={"Authorization": "Bearer sk-anything"}) as c:
+    with httpx.Client(base_url=proxy.url, timeout=30, headers=proxy.headers) as c:
         yield c
 
 
@@ -189,7 +189,7 @@ def test_disabled_route_makes_one_attempt(client: httpx.Client, upstream: FakeUp
 
 def test_stream_fails_over_before_the_first_chunk(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
     upstream.set(**{KEYS["a1"]: Behavior(503)})
-    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-anything", max_retries=0)
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=proxy.master_key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="stream", stream=True, **BODY)  # type: ignore[call-overload]
     text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
     assert text == "Hello from shared"
@@ -207,7 +207,7 @@ def test_element_list_overrides_the_default(client: httpx.Client, upstream: Fake
 
 def test_openai_sdk_sees_an_openai_error(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
     upstream.set(Behavior(429))
-    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-anything", max_retries=0)
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=proxy.master_key, max_retries=0)
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="order-m", **BODY)
     assert info.value.status_code == 429
@@ -237,6 +237,15 @@ def test_plain_model_list_entries_keep_working(client: httpx.Client, upstream: F
     assert r.status_code == 200
     assert called(upstream) == ["sk-plain:plain"]
     assert "x-failover-route" not in r.headers
+
+
+def test_the_proxy_runs_with_a_master_key_of_its_own(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    """Whatever a LiteLLM release assumes about keys, the tests bring their own: without it,
+    nothing is served (LiteLLM answers 400 to 500 there, not always 401)."""
+    body = {"model": "served", "messages": [{"role": "user", "content": "no key"}]}
+    assert httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=30).status_code >= 400
+    assert httpx.get(f"{proxy.url}/failover/status", timeout=30).status_code >= 400
+    assert called(upstream) == []
 
 
 def test_routes_are_listed_as_models(client: httpx.Client) -> None:

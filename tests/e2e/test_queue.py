@@ -101,7 +101,7 @@ async def test_200_requests_through_a_total_outage_all_succeed_once(
     ones find the upstreams dead (and open their breakers), the rest queue; all are served once
     the health checks see the upstreams back."""
     limits = httpx.Limits(max_connections=250)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60, limits=limits) as client:
         down(upstreams)
         started = time.monotonic()
 
@@ -131,7 +131,7 @@ async def test_200_requests_through_a_total_outage_all_succeed_once(
 
 
 async def test_priority_order_on_release(proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) as client:
         down(upstreams)
         tasks = []
         for n, (prompt, priority) in enumerate([("prio-9", 9), ("prio-1", 1), ("prio-5", 5)]):
@@ -144,7 +144,7 @@ async def test_priority_order_on_release(proxy: ProxyProcess, upstreams: tuple[F
 
 
 async def test_full_queue_and_max_wait(proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) as client:
         down(upstreams)
         waiting = asyncio.create_task(client.post("/v1/chat/completions", json=body("tiny", "tiny-1")))
         await until_queued(client, "tiny", 1)
@@ -167,9 +167,9 @@ async def test_full_queue_and_max_wait(proxy: ProxyProcess, upstreams: tuple[Fak
 async def test_a_client_that_leaves_leaves_the_queue(
     proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) as client:
         down(upstreams)
-        async with httpx.AsyncClient(base_url=proxy.url, timeout=1.0) as impatient:
+        async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=1.0) as impatient:
             with pytest.raises(httpx.TimeoutException):
                 await impatient.post("/v1/chat/completions", json=body("chat", "gone"))
         for _ in range(100):
@@ -184,7 +184,7 @@ async def test_a_client_that_leaves_leaves_the_queue(
 
 
 async def test_a_stream_waits_the_same_way(proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) as client:
         down(upstreams)
 
         async def stream() -> str:

@@ -77,7 +77,10 @@ def test_replica_b_honours_the_breaker_replica_a_opened(
 ) -> None:
     primary, _backup = upstreams
     a_proxy, b_proxy = replicas
-    with httpx.Client(base_url=a_proxy.url, timeout=30) as a, httpx.Client(base_url=b_proxy.url, timeout=30) as b:
+    with (
+        httpx.Client(base_url=a_proxy.url, headers=a_proxy.headers, timeout=30) as a,
+        httpx.Client(base_url=b_proxy.url, headers=b_proxy.headers, timeout=30) as b,
+    ):
         assert backend(a) == "primary" and backend(b) == "primary"
         assert breaker_state(a) == breaker_state(b) == "closed"
 
@@ -117,7 +120,7 @@ def test_redis_down_keeps_serving_and_warns_once(
     primary.reset()
     redis_server.stop()
     try:
-        with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+        with httpx.Client(base_url=a_proxy.url, headers=a_proxy.headers, timeout=30) as a:
             assert [backend(a) for _ in range(5)] == ["primary"] * 5
             primary.set(Behavior(503))
             assert [backend(a) for _ in range(5)] == ["backup"] * 5  # the local breaker still works
@@ -127,7 +130,7 @@ def test_redis_down_keeps_serving_and_warns_once(
     log = a_proxy.log_text()
     assert log.count("failover state store redis unreachable") == 1  # the breakers' store: once per outage
     assert log.count("failover routes: route store unreachable") <= 1  # the route listener: at most once
-    with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+    with httpx.Client(base_url=a_proxy.url, headers=a_proxy.headers, timeout=30) as a:
         backend(a)
         assert a.get("/failover/status").json()["store"] == "redis"
     assert "is back" in a_proxy.log_text()
@@ -148,12 +151,13 @@ def test_status_command_shows_both_views(
     primary, _ = upstreams
     a_proxy, _ = replicas
     primary.set(Behavior(503))
-    with httpx.Client(base_url=a_proxy.url, timeout=30) as a:
+    with httpx.Client(base_url=a_proxy.url, headers=a_proxy.headers, timeout=30) as a:
         for _ in range(2):
             backend(a)
     cmd = [sys.executable, "-m", "litellm_failover_plugin", "status"]
     env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([*cmd, "--proxy-url", a_proxy.url], capture_output=True, text=True, timeout=60, env=env)
+    ask = [*cmd, "--proxy-url", a_proxy.url, "--api-key", a_proxy.master_key]
+    out = subprocess.run(ask, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert "chat/primary:model/p1" in out.stdout and "open" in out.stdout and "(state store: redis)" in out.stdout
     cfg = tmp_path / "config.yaml"
