@@ -145,15 +145,18 @@ class FailoverRun:
     _last_failure: Failure | None = None
     _position: int = 0
 
+    earlier_calls: int = 0  # upstream calls this request made in earlier walks (queue passes)
+
     @property
     def calls(self) -> int:
-        return sum(1 for a in self.attempts if a.outcome.called)
+        """Upstream calls this request has made, earlier walks included."""
+        return self.earlier_calls + sum(1 for a in self.attempts if a.outcome.called)
 
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
         candidates = self.plan.candidates
         while self._position < len(candidates):
-            if self.stopped or (not self.plan.enabled and self.calls >= 1):
+            if self.stopped or (not self.plan.enabled and self.calls > self.earlier_calls):
                 return
             c = candidates[self._position]
             self._position += 1

@@ -322,9 +322,10 @@ class FailoverRunner:
             t.reason,
         )
 
-    def _extra_call_allowed(self, run: FailoverRun) -> bool:
-        """Every upstream call after a request's first spends the retry budget."""
-        if self.budget is None or run.calls == 0:
+    def _extra_call_allowed(self, run: FailoverRun, pending: int = 0) -> bool:
+        """Every upstream call after a request's first spends the retry budget. `pending`: calls
+        made but not recorded yet (a retry is decided before its failed call is recorded)."""
+        if self.budget is None or run.calls + pending == 0:
             return True
         if self.budget.try_withdraw(self.clock()):
             return True
@@ -342,14 +343,16 @@ class FailoverRunner:
             self.budget.deposit(started)
         waiter = self.waiters.get(plan.name)
         place: Place | None = None
+        calls_so_far = 0
         try:
             while True:
                 walk_plan = self.ranked(plan) if plan.policy in DYNAMIC else plan
                 snap = await self._snapshot(walk_plan)
-                run = FailoverRun(walk_plan, snap.unavailable)
+                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far)
                 response = await self._walk(run, snap, original_function, args, kwargs, deadline)
                 if response is not _EXHAUSTED:
                     return response
+                calls_so_far = run.calls
                 if waiter is None or run.stopped or not plan.candidates:
                     raise self._exhausted(run, kwargs)
                 # every candidate is down: wait for one to come back instead of failing
@@ -425,7 +428,7 @@ class FailoverRunner:
                         policy = replace(self.retry_policy, max_retries=candidate.max_retries)
                         left = deadline - now if deadline is not None else None
                         wait = next_wait(policy, retry, waited, failure.retry_after_s, left, self.rng)
-                        if wait is not None and self._extra_call_allowed(run):
+                        if wait is not None and self._extra_call_allowed(run, pending=1):
                             run.retried(candidate, failure)
                             await self.sleep(wait)
                             retry, waited = retry + 1, waited + wait

@@ -186,3 +186,16 @@ async def test_a_recovery_seen_by_one_replica_wakes_the_queue_of_another(upstrea
             await store.aclose()
     finally:
         server.close()
+
+
+async def test_the_attempts_header_counts_every_call_across_queue_passes(upstream: FakeUpstream) -> None:
+    router, runner = make(upstream)
+    upstream.set(Behavior(503))
+    task = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+    await until(lambda: len(runner.waiters["chat"].queue) == 1)
+    await until(lambda: len(upstream.received) >= 3)  # a probe after the 0.3 s cooldown failed too
+    failed = len(upstream.received)
+    upstream.reset()
+    response = await asyncio.wait_for(task, 10)
+    headers = response._hidden_params["additional_headers"]
+    assert int(headers["x-failover-attempts"]) >= failed + len(upstream.received) >= 4  # it used to say 1

@@ -110,3 +110,16 @@ async def test_budget_stops_extra_calls_and_says_why(upstream: FakeUpstream) -> 
     assert keys(upstream) == ["sk-a1"]
     assert "retry budget exhausted" in info.value.message
     assert info.value.status_code == 503
+
+
+async def test_a_retry_spends_the_budget_like_any_extra_call(upstream: FakeUpstream) -> None:
+    """The budget was checked before the failed call was recorded: each request's first retry was free."""
+    router, _runner, _waits = make(
+        upstream, route={"max_retries_per_element": 1}, retry_budget={"ratio": 0, "min_per_s": 0, "ttl_s": 10}
+    )
+    upstream.set(Behavior(503))
+    for _ in range(3):
+        with pytest.raises(FailoverExhausted) as info:
+            await router.acompletion(model="chat", messages=MESSAGES)
+        assert "retry budget exhausted" in info.value.message
+    assert keys(upstream) == ["sk-a1"] * 3, "no budget: one upstream call per request, no retry, no failover"
