@@ -136,5 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     return status_from_store(args.config)
 
 
+def run() -> int:
+    """main(), quiet when the reader goes away (`check ... | head`)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the interpreter's final flush cannot fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -35,6 +35,7 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
     plans = compile_routes(settings)
     _place(router, settings, plans)
     runner = FailoverRunner(router, settings, plans, store)
+    runner.restore = lambda: _place(router, runner.settings, runner.plans)
     adapter.shadow_fallbacks(router, runner)
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
@@ -99,7 +100,10 @@ class _SyncGuard:
     """Routes are async-only: a sync call for a route name fails loudly instead of load balancing."""
 
     def __init__(self, router: litellm.Router, runner: FailoverRunner) -> None:
-        self._original = type(router).function_with_fallbacks.__get__(router)
+        current = vars(router).get("function_with_fallbacks")
+        # LiteLLM's own method as the router resolves it (a patched class attribute included),
+        # never a guard of an earlier install
+        self._original = current._original if isinstance(current, _SyncGuard) else router.function_with_fallbacks
         self._runner = runner
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -119,6 +119,7 @@ class FailoverRunner:
         self.budget: RetryBudget | None = None
         self._redact = Redactor([])
         self._original = router.async_function_with_fallbacks
+        self.restore: Callable[[], None] | None = None  # puts the routes' deployments back on the router
         self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
         self.waiters: dict[str, RouteWaiter] = {}
         self.generation = 0  # bumped by every update; a request keeps the plan it started with
@@ -194,6 +195,9 @@ class FailoverRunner:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
+        if self.restore is not None and not self.router.has_model_id(plan.installed_ids[0]):
+            log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
+            self.restore()
         generation = self.generation
         self._running[generation] += 1
         try:

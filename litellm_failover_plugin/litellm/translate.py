@@ -32,12 +32,12 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         # longest first, so a key that contains another is replaced whole
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # whole tokens only: a short key ("x") must not garble words that contain it
+        alternatives = "|".join(re.escape(s) for s in self._secrets)
+        self._pattern = re.compile(rf"(?<![\w\-])(?:{alternatives})(?![\w\-])") if alternatives else None
 
     def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            if s in text:
-                text = text.replace(s, "***")
-        return text
+        return self._pattern.sub("***", text) if self._pattern is not None else text
 
     @classmethod
     def for_settings(cls, settings: FailoverSettings, also: Redactor | None = None) -> Redactor:
@@ -174,8 +174,8 @@ def response_headers(route: str, served: Candidate | None, calls: int) -> dict[s
     """The x-failover-* headers: who served (or last failed) this request, and after how many calls."""
     return {
         f"{HEADER_PREFIX}route": route,
-        f"{HEADER_PREFIX}backend": served.backend if served else "",
-        f"{HEADER_PREFIX}model": served.model if served else "",
-        f"{HEADER_PREFIX}key": served.key if served else "",
+        f"{HEADER_PREFIX}backend": served.backend if served else "none",  # no upstream call was made
+        f"{HEADER_PREFIX}model": served.model if served else "none",
+        f"{HEADER_PREFIX}key": served.key if served else "none",
         f"{HEADER_PREFIX}attempts": str(calls),
     }

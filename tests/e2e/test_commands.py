@@ -107,6 +107,7 @@ def test_a_command_session_builds_a_route_that_serves_in_policy_order(proxy: Pro
     r = send(proxy, "hi", model="smart")  # a route with no elements answers like an exhausted one
     assert r.status_code == 503 and r.json()["error"]["type"] == "failover_exhausted"
     assert r.json()["error"]["attempts"] == [] and upstream.received == []
+    assert (r.headers["x-failover-backend"], r.headers["x-failover-key"], r.headers["x-failover-attempts"]) == ("none", "none", "0")
     assert reply(send(proxy, "!/delete-failover-route(name=smart)")) == "Failover route 'smart' deleted"
     assert send(proxy, "hi", model="smart").status_code in (400, 404)  # LiteLLM: no such model
     assert "smart" not in reply(send(proxy, "!/list-failover-routes"))

@@ -214,3 +214,34 @@ async def test_a_rebuilt_proxy_router_gets_the_routes_back(upstream: FakeUpstrea
     upstream.set(**{KEYS["a1"]: Behavior(503)})
     response = await rebuilt.acompletion(model="chat", messages=MESSAGES)
     assert response._hidden_params["additional_headers"]["x-failover-key"] == "b1"
+
+
+async def test_a_new_model_list_does_not_lose_the_routes(upstream: FakeUpstream) -> None:
+    router = make_router(upstream, policy="m")
+    router.set_model_list(
+        [{"model_name": "other", "litellm_params": {"model": "openai/other", "api_base": upstream.url, "api_key": "sk-o"}}]
+    )
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    assert response._hidden_params["additional_headers"]["x-failover-key"] == "a1"
+
+
+def test_attach_works_when_the_router_class_was_patched_with_a_plain_callable(upstream: FakeUpstream) -> None:
+    class Patched(litellm.Router):
+        pass
+
+    calls: list[str] = []
+    Patched.function_with_fallbacks = lambda *a, **kw: calls.append(kw.get("model"))  # type: ignore[method-assign,assignment]
+    router = Patched(model_list=[])
+    attach(router, settings(upstream))
+    router.function_with_fallbacks(model="plain")
+    assert calls == ["plain"]
+    with pytest.raises(NotImplementedError):
+        router.function_with_fallbacks(model="chat")
+
+
+def test_redaction_replaces_whole_keys_only() -> None:
+    from litellm_failover_plugin.litellm.translate import Redactor
+
+    redact = Redactor(["x", "sk-live-123"])
+    assert redact("OpenAIException: bad key x; Bearer sk-live-123.") == "OpenAIException: bad key ***; Bearer ***."
+    assert redact("key=sk-live-1234") == "key=sk-live-1234"  # another, longer key: not this one
