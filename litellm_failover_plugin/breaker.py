@@ -13,6 +13,7 @@ No clock, no I/O: callers pass `now` and store the returned value wherever they 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 
 from .conditions import Failure, Kind
@@ -90,6 +91,20 @@ def access(b: Breaker, now: float) -> Access:
     return Access.PROBE
 
 
+def sane_hold(seconds: float | None, cfg: BreakerConfig) -> float | None:
+    """An upstream's Retry-After as a hold: capped at `max_cooldown_s`; what is not a finite,
+    non-negative number of seconds is ignored (the breaker's own cooldown applies)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, cfg.max_cooldown_s)
+
+
+def cooldown_counts(status: int | None) -> bool:
+    """Whether a LiteLLM cooldown set after `status` keeps a deployment out. A client error
+    (400, 404, 422...) says nothing about the deployment: it never takes a key out."""
+    return status is None or status >= 500 or status in (401, 403, 408, 429)
+
+
 def adopt_cooldown(b: Breaker, until: float, now: float) -> tuple[Breaker, Transition | None]:
     """LiteLLM has the deployment cooling down until `until`: a closed breaker opens till then.
 
@@ -141,6 +156,7 @@ def record(
 ) -> tuple[Breaker, Transition | None]:
     """The breaker after one call's outcome, and the state change it caused, if any."""
     old = b.state
+    retry_after_s = sane_hold(retry_after_s, cfg)  # capped at max_cooldown_s; garbage ignored
     if signal is Signal.SUCCESS:
         new = _window(b, now, cfg, failed=False)
         if old is not State.CLOSED:

@@ -43,6 +43,7 @@ class Failure:
     kind: Kind | None = None  # TIMEOUT or NETWORK when status is None; QUOTA when it says so
     reason: str = ""
     retry_after_s: float | None = None
+    local: bool = False  # it never left the proxy (LiteLLM could not build the request): the client's
 
     @property
     def kinds(self) -> frozenset[Kind]:
@@ -112,6 +113,8 @@ def falls_over(failure: Failure, conditions: Conditions) -> bool:
     an error with neither status nor kind) falls over only when the list that applies to the
     failed candidate names it; otherwise it goes back to the client as it is.
     """
+    if failure.local:  # the next candidate would get the same request: it is the client's error
+        return False
     if failure.status is None and failure.kind in (Kind.TIMEOUT, Kind.NETWORK, Kind.STREAM):
         return True
     return conditions.matches(failure)

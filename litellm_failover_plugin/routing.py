@@ -170,6 +170,11 @@ class FailoverRun:
             if self.attempts and self.attempts[-1].outcome in (Outcome.SUCCESS, Outcome.RETURNED):
                 return
 
+    @property
+    def last_failure(self) -> Failure | None:
+        """The failure that made the walk move on last (None if nothing failed)."""
+        return self._last_failure
+
     def stop(self, reason: str) -> None:
         """End the walk early; the exhausted error says why."""
         self.stopped = reason

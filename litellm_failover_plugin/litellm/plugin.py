@@ -22,6 +22,7 @@ from litellm.proxy._types import ProxyException
 
 from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command_text, may_run, parse
 from ..config import ConfigError, FailoverSettings, load_section, parse_settings
+from ..requests import check_model, check_request
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
@@ -30,7 +31,7 @@ from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
 from .install import install, installed_runner
 from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
-from .replies import leave_reply
+from .replies import COMMAND_KEY, leave_reply
 from .runner import PRIORITY_KEY, FailoverRunner
 from .status import status_rows
 from .translate import METADATA_KEY
@@ -171,8 +172,13 @@ class FailoverPlugin(CustomLogger):
         self.ensure_installed()
         await self._ready()
         await self.live.before_request()
+        _drop_private_metadata(data)
+        why = check_model(data)
+        if why is not None:
+            raise _invalid_request(why)
+        chat = str(getattr(call_type, "value", call_type)) in _CHAT_CALLS
         commands = self.settings.commands.enabled
-        if commands and str(getattr(call_type, "value", call_type)) in _CHAT_CALLS:
+        if commands and chat:
             text = command_text(data.get("messages"))
             if text is not None:
                 await self._command(text, user_api_key_dict, data)
@@ -183,6 +189,9 @@ class FailoverPlugin(CustomLogger):
             if route is not None:
                 data["model"] = route  # !/set: this session's requests go to its route
         if data.get("model") in self.settings.routes:
+            why = check_request(data, chat=chat)
+            if why is not None:  # the client's error: it must never count against an upstream
+                raise _invalid_request(why)
             # LiteLLM's own scheduler would take a body `priority`; for a route it orders our queue
             priority = data.pop("priority", None)
             md = data.setdefault("metadata", {})
@@ -253,6 +262,20 @@ _LOAD_WAIT_S = 10.0
 
 def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:
     return ProxyException(message=message, type=type_, param=None, code=status)
+
+
+def _invalid_request(message: str) -> ProxyException:
+    return ProxyException(message=f"invalid request: {message}", type="invalid_request_error", param=None, code=400)
+
+
+def _drop_private_metadata(data: dict[str, Any]) -> None:
+    """What the plugin leaves in a request's metadata (headers, a command's reply, a queue
+    priority) is read back from there: a client's own copy must never be."""
+    for bucket in ("metadata", "litellm_metadata"):
+        md = data.get(bucket)
+        if isinstance(md, dict):
+            for key in (METADATA_KEY, COMMAND_KEY, PRIORITY_KEY):
+                md.pop(key, None)
 
 
 def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None] | None:

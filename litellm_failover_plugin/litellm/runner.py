@@ -31,7 +31,9 @@ from ..breaker import (
     Transition,
     access,
     adopt_cooldown,
+    cooldown_counts,
     record,
+    sane_hold,
     signal_of,
     start_probe,
 )
@@ -259,7 +261,15 @@ class FailoverRunner:
     async def cooling_down(self, ids: list[str]) -> dict[str, float]:
         """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
         cooling = await self.router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-        return {i: float(v["timestamp"]) + float(v["cooldown_time"]) for i, v in cooling}
+        out: dict[str, float] = {}
+        cap = self.clock() + self.breaker.max_cooldown_s
+        for i, v in cooling:
+            if not cooldown_counts(_status(v.get("status_code"))):
+                await self.clear_cooldown(i)  # LiteLLM cools down on 404s: a client error never takes a key out
+                continue
+            until = float(v["timestamp"]) + float(v["cooldown_time"])
+            out[i] = min(until, cap) if math.isfinite(until) else cap  # a Retry-After of years is capped
+        return out
 
     async def _snapshot(self, plan: RoutePlan) -> Snapshot:
         """What to skip and why, the breakers as read, which are due a probe, and when the
@@ -452,6 +462,15 @@ class FailoverRunner:
                     raise
                 except Exception as exc:
                     failure = classify(exc, self._redact)
+                    if failure.local:  # it never left the proxy: the client's error, no upstream's
+                        headers = self._record(kwargs, run, None)
+                        raise ProxyException(
+                            message=f"invalid request: {failure.reason}",
+                            type="invalid_request_error",
+                            param=None,
+                            code=400,
+                            headers=headers,
+                        ) from exc
                     counted = falls_over(failure, candidate.falls_over)
                     signal = signal_of(failure, counted)
                     if counted:
@@ -505,8 +524,14 @@ class FailoverRunner:
     ) -> ProxyFailoverExhausted:
         called = [a.candidate for a in run.attempts if a.outcome.called]
         headers = self._record(kwargs, run, called[-1] if called else None)
-        if status is not None:
-            seconds = max(1, math.ceil(retry_after - self.clock())) if retry_after is not None else 1
+        now = self.clock()
+        last = run.last_failure
+        hint = sane_hold(last.retry_after_s if last is not None else None, self.breaker)
+        if retry_after is None and hint is not None:
+            retry_after = now + hint  # the upstream's own Retry-After, passed on (capped)
+        if status is not None or retry_after is not None:
+            wait = retry_after - now if retry_after is not None and math.isfinite(retry_after) else 1.0
+            seconds = min(max(1, math.ceil(wait)), math.ceil(self.breaker.max_cooldown_s))
             headers = {**headers, "retry-after": str(seconds)}
         return ProxyFailoverExhausted(run.plan.name, run, headers, status)
 
@@ -533,6 +558,13 @@ class FailoverRunner:
             if isinstance(md, dict):
                 md[METADATA_KEY] = info
         return headers
+
+
+def _status(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 def _cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:

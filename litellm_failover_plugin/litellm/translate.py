@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import email.utils
+import json
+import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 import openai
+import pydantic
 from litellm import exceptions as llm_errors
 
 from ..conditions import Failure, Kind
@@ -42,6 +47,7 @@ class Redactor:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """The upstream's Retry-After (or retry-after-ms) in seconds; None when absent or unusable."""
     headers: Mapping[str, Any] | None = getattr(exc, "litellm_response_headers", None)
     if headers is None:
         response = getattr(exc, "response", None)
@@ -51,15 +57,37 @@ def _retry_after(exc: BaseException) -> float | None:
     try:
         ms = headers.get("retry-after-ms")
         if ms is not None:
-            return float(ms) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP date or garbage: the breaker's own cooldown applies
+            seconds = float(ms) / 1000.0
+        else:
+            value = headers.get("retry-after")
+            if value is None:
+                return None
+            seconds = _seconds(str(value))
+    except (TypeError, ValueError, OverflowError):
+        return None  # garbage: the breaker's own cooldown applies
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds(value: str) -> float | None:
+    """Retry-After is delta-seconds or an HTTP date."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 _TIMEOUTS = (llm_errors.Timeout, openai.APITimeoutError, httpx.TimeoutException, TimeoutError)
-_NETWORK = (openai.APIConnectionError, httpx.NetworkError, ConnectionError)
+_TRANSPORT = (httpx.TransportError, OSError)  # aiohttp's connection errors are OSErrors too
+# Python errors LiteLLM raises while it builds a request from what the client sent; a response
+# that cannot be parsed (JSON, pydantic) is the upstream's doing and is not among them
+_BUILDING = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+_PARSING = (json.JSONDecodeError, pydantic.ValidationError)
 
 
 def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
@@ -75,6 +103,11 @@ def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
     return seen
 
 
+def _never_sent(chain: list[BaseException]) -> bool:
+    """LiteLLM wrapped a Python error of its own request building (e.g. `messages: "hi"`)."""
+    return any(isinstance(e, _BUILDING) and not isinstance(e, _PARSING) for e in chain)
+
+
 def classify(exc: BaseException, redact: Redactor) -> Failure:
     """What kind of failure an exception from one upstream attempt is."""
     if isinstance(exc, StreamFailed):  # a stream that broke, stalled or came back empty
@@ -87,7 +120,11 @@ def classify(exc: BaseException, redact: Redactor) -> Failure:
     # a timeout is also an APIConnectionError to openai: look for timeouts first
     if any(isinstance(e, _TIMEOUTS) for e in chain):
         return Failure(None, Kind.TIMEOUT, reason)
-    if any(isinstance(e, _NETWORK) for e in chain):
+    if any(isinstance(e, _TRANSPORT) for e in chain):
+        return Failure(None, Kind.NETWORK, reason)
+    if isinstance(exc, llm_errors.APIConnectionError) and _never_sent(chain):
+        return Failure(None, None, reason, local=True)
+    if any(isinstance(e, openai.APIConnectionError) for e in chain):
         return Failure(None, Kind.NETWORK, reason)
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int):

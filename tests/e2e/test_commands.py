@@ -292,3 +292,18 @@ def test_a_request_in_flight_finishes_on_the_plan_it_started_with(proxy: ProxyPr
         r = slow.result(timeout=30)
     assert r.status_code == 200, r.text
     assert r.headers["x-failover-route"] == "flight"
+
+
+def test_worker_processes_share_changes_through_the_state_file(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """`--num_workers 2` without Redis: a change made by whichever worker answered is served by
+    both before their next request (each checks the state file's stamp)."""
+    path = write_config(tmp_path, upstream)
+    with ProxyProcess(path, workers=2) as proxy:
+        for i in range(6):
+            assert reply(send(proxy, f"!/create-failover-route(name=w{i},policy=m)"))
+            assert reply(send(proxy, f"!/route-append(name=w{i},element=beta:gpt-y)"))
+            for _ in range(4):  # the connection pool is not shared: each request may reach either worker
+                r = send(proxy, "hi", model=f"w{i}")
+                assert r.status_code == 200 and r.headers["x-failover-route"] == f"w{i}", r.text
+        listing = reply(send(proxy, "!/list-failover-routes")).splitlines()[0]
+        assert listing == "Failover routes: chat:m, " + ", ".join(f"w{i}:m" for i in range(6))

@@ -90,8 +90,10 @@ def test_auth_failure_disables_the_key_at_once() -> None:
 
 
 def test_quota_parks_for_the_named_time() -> None:
-    b, t = record(CLOSED, Signal.QUOTA, 0.0, CFG, retry_after_s=120.0)
-    assert b.open_until == 120.0 and t is not None and "parked for 120s" in t.reason
+    b, t = record(CLOSED, Signal.QUOTA, 0.0, CFG, retry_after_s=30.0)
+    assert b.open_until == 30.0 and t is not None and "parked for 30s" in t.reason
+    b, t = record(CLOSED, Signal.QUOTA, 0.0, CFG, retry_after_s=120.0)  # longer than max_cooldown_s (40)
+    assert b.open_until == 40.0 and t is not None and "parked for 40s" in t.reason
     b, _ = record(CLOSED, Signal.QUOTA, 0.0, CFG)
     assert b.open_until == CFG.quota_park_s
 
@@ -141,3 +143,24 @@ def test_adopting_a_litellm_cooldown_opens_a_closed_breaker_until_its_end() -> N
     same, t = adopt_cooldown(b, until=40.0, now=21.0)  # already open: its own timing stands
     assert same == b and t is None
     assert adopt_cooldown(CLOSED, until=10.0, now=20.0) == (CLOSED, None)  # already over
+
+
+def test_an_upstreams_hold_is_capped_and_garbage_is_ignored() -> None:
+    from litellm_failover_plugin.breaker import Signal, record, sane_hold
+
+    cfg = BreakerConfig(failure_threshold=1, cooldown_s=10, max_cooldown_s=300)
+    assert sane_hold(99999999.0, cfg) == 300 and sane_hold(7.0, cfg) == 7.0
+    assert sane_hold(float("inf"), cfg) is None and sane_hold(float("nan"), cfg) is None and sane_hold(-1.0, cfg) is None
+    opened, _ = record(CLOSED, Signal.FAILURE, 100.0, cfg, retry_after_s=99999999.0)
+    assert opened.open_until == 400.0
+    forever, _ = record(CLOSED, Signal.FAILURE, 100.0, cfg, retry_after_s=float("inf"))
+    assert forever.open_until == 110.0  # the breaker's own cooldown
+    parked, _ = record(CLOSED, Signal.QUOTA, 100.0, cfg, retry_after_s=float("inf"))
+    assert parked.open_until == 100.0 + cfg.quota_park_s
+
+
+def test_client_errors_never_count_as_a_cooldown() -> None:
+    from litellm_failover_plugin.breaker import cooldown_counts
+
+    assert [s for s in (400, 404, 409, 413, 422) if cooldown_counts(s)] == []
+    assert all(cooldown_counts(s) for s in (None, 401, 403, 408, 429, 500, 503))

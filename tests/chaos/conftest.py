@@ -1,0 +1,10 @@
+import pytest
+
+from tests.fixtures import clean, upstream
+
+__all__ = ["clean", "upstream"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_upstream(clean: None) -> None:
+    """Every test starts with an upstream that answers 200 and has received nothing."""
