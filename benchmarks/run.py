@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from decision import measure as measure_decisions
+from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, overhead_ms, ttft
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 
@@ -50,6 +51,8 @@ FULL_OUTAGE_REQUESTS = 100
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 MASTER_KEY = f"sk-bench-{secrets.token_hex(16)}"  # both proxies': the same client serves both
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+STREAM_ROUTES = 9  # continue-mode routes over a primary key that cuts every stream (one breaker each)
+TTFT_REQUESTS = 200
 
 
 class Upstream:
@@ -91,10 +94,20 @@ def plugin_config(primary: Upstream, backup: Upstream, dead_port: int) -> dict[s
                 "primary": {"provider": "openai", "api_base": primary.url, "api_keys": keys},
                 "dead": {"provider": "openai", "api_base": f"http://{HOST}:{dead_port}/v1", "api_keys": keys},
                 "backup": {"provider": "openai", "api_base": backup.url, "api_keys": {"b1": "bench-key-b1"}},
+                "flaky": {"provider": "openai", "api_base": primary.url, "api_keys": {"f1": "bench-key-f1"}},
             },
             "routes": {
-                "chat": {"policy": "m", "elements": ["primary:model", "backup:model"]},
+                # stream timeouts on: their timers are part of what stream_ttft_overhead_ms measures
+                "chat": {
+                    "policy": "m",
+                    "elements": ["primary:model", "backup:model"],
+                    "stream_timeouts": {"first_chunk_s": 30, "between_chunks_s": 30},
+                },
                 "chat-down": {"policy": "m", "elements": ["dead:model", "backup:model"]},
+                **{
+                    f"stream-cut-{i}": {"policy": "m", "mid_stream": "continue", "elements": ["flaky:model", "backup:model"]}
+                    for i in range(STREAM_ROUTES)
+                },
             },
             # the plugin's defaults for the breaker; health checks every second; a queue
             "health_checks": {"interval_s": 1, "timeout_s": 2},
@@ -227,6 +240,8 @@ class Side:
     refused_ms: float = 0.0
     upstream_rps: float = 0.0
     rss_mb: float | None = None
+    ttft_ms: list[float] = field(default_factory=list)
+    midstream_recovery_s: list[float] = field(default_factory=list)
 
     @classmethod
     def start(cls, name: str) -> Side:
@@ -337,6 +352,13 @@ async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say:
             for side, phase in steps[r % len(steps) :] + steps[: r % len(steps)]:
                 model = side.model if phase == "healthy" else side.down_model
                 getattr(side, phase).append(await load(side.url, model, seconds, concurrency))
+        say.print(f"[streams] time to first token, {TTFT_REQUESTS} streamed requests each, alternating")
+        plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS)
+        say.print(f"[streams] a primary key that cuts every stream after {CUT_AFTER} tokens, continue mode")
+        control = {"by_key": {"bench-key-f1": {"fault": "cut", "fault_after": CUT_AFTER, "text": CUT_TEXT}}}
+        async with aiohttp.ClientSession() as s:
+            await s.post(f"http://{HOST}:{plugin.primary.port}/_control", json=control)
+        plugin.midstream_recovery_s = await midstream_recovery(plugin.url, [f"stream-cut-{i}" for i in range(STREAM_ROUTES)])
         for side in sides:
             await outage_cycles(side, cycles, say)
             side.rss_mb = side.proxy.rss_mb()
@@ -410,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         "decision_worst_us_p99": decisions["worst"],
         "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
+        "stream_ttft_overhead_ms": round(overhead_ms(plugin.ttft_ms, plain.ttft_ms), 2),
+        "stream_ttft_p50_ms": {s.name: round(statistics.median(s.ttft_ms), 2) for s in (plugin, plain)},
+        "midstream_recovery_s": round(statistics.median(plugin.midstream_recovery_s), 3)
+        if plugin.midstream_recovery_s
+        else None,
+        "midstream_recovery_samples_s": [round(x, 3) for x in plugin.midstream_recovery_s],
         "round_ratios": {
             "healthy": round_ratios(plugin.healthy, plain.healthy),
             "outage": round_ratios(plugin.outage, plugin.healthy),
@@ -427,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
             "during which both upstreams are stopped; share answered 200",
             "first_failover_overhead_ms": "median latency of the first request after the primary dies, minus "
             "the median healthy sequential latency, minus a refused connect to the dead port",
+            "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
+            "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
+            "midstream_recovery_s": f"continue mode, the primary cuts every stream after {CUT_AFTER} tokens: median "
+            "seconds from the last token before the cut to the next token on the client, one request per route",
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -469,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"healthy_ratio (plugin / plain) = {results['healthy_ratio']}   outage_ratio = {results['outage_ratio']}   "
         f"native_outage_ratio = {results['native_outage_ratio']}\n"
-        f"decision p99 (typical) = {decisions['typical']} us   worst = {decisions['worst']} us"
+        f"decision p99 (typical) = {decisions['typical']} us   worst = {decisions['worst']} us\n"
+        f"stream_ttft_overhead_ms = {results['stream_ttft_overhead_ms']} (p50 {results['stream_ttft_p50_ms']})   "
+        f"midstream_recovery_s = {results['midstream_recovery_s']}"
     )
     console.print(
         f"What dominates: the fake upstream alone serves {up} req/s to the same client, "

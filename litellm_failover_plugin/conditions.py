@@ -20,6 +20,7 @@ class Kind(enum.Enum):
     QUOTA = "quota"  # quota or billing exhausted (usually a 429 or 402 that says so)
     TIMEOUT = "timeout"  # no answer in time
     NETWORK = "network"  # connection refused or reset, DNS
+    STREAM = "stream"  # a stream came back empty, malformed, or ended without finishing
     ALL = "all"  # anything at all
 
 
@@ -107,13 +108,13 @@ DEFAULT_FALLBACK = Conditions.parse([408, 429, 500, 502, 503, 504, "timeout", "n
 def falls_over(failure: Failure, conditions: Conditions) -> bool:
     """Whether a failed attempt moves on to the next candidate.
 
-    Timeouts and connection errors always do: there is no upstream answer to hand back, so a
+    Timeouts, connection errors and broken streams always do: there is no upstream answer to hand back, so a
     dead candidate must never turn into a client error. Any other failure (an HTTP status, or
     an error with neither status nor kind) falls over only when the list that applies to the
     failed candidate names it; otherwise it goes back to the client as it is.
     """
     if failure.local:  # the next candidate would get the same request: it is the client's error
         return False
-    if failure.status is None and failure.kind in (Kind.TIMEOUT, Kind.NETWORK):
+    if failure.status is None and failure.kind in (Kind.TIMEOUT, Kind.NETWORK, Kind.STREAM):
         return True
     return conditions.matches(failure)

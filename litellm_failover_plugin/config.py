@@ -117,8 +117,19 @@ class Backend(_Model):
         return value
 
 
+class StreamTimeouts(_Model):
+    """How long a stream may keep the client waiting; unset (or 0) = no limit of the plugin's own."""
+
+    first_chunk_s: float | None = Field(None, ge=0)  # until the first content chunk
+    between_chunks_s: float | None = Field(None, ge=0)  # between chunks, after the first
+
+
+MidStream = Literal["error", "continue"]
+
+
 class Element(_Model):
     element: str
+    stream_timeouts: StreamTimeouts | None = None  # per field over the route's and the defaults'
     catch: ConditionList | None = None
     fallback_status_codes: ConditionList | None = None
     litellm_params: dict[str, Any] = Field(default_factory=dict)
@@ -168,6 +179,9 @@ class Route(_Model):
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True
     max_retries_per_element: int | None = Field(None, ge=0, le=10)
+    stream_timeouts: StreamTimeouts | None = None  # per field over the defaults'
+    mid_stream: MidStream | None = None  # else the defaults'
+    max_continuations: int | None = Field(None, ge=0, le=10)
 
     @field_validator("policy", mode="before")
     @classmethod
@@ -200,6 +214,9 @@ class Route(_Model):
 class Defaults(_Model):
     fallback_status_codes: ConditionList = DEFAULT_FALLBACK
     max_retries_per_element: int = Field(0, ge=0, le=10)
+    stream_timeouts: StreamTimeouts = Field(default_factory=StreamTimeouts)
+    mid_stream: MidStream = "error"  # a stream that fails after its first chunk: error | continue
+    max_continuations: int = Field(1, ge=0, le=10)  # continue mode: per request
 
 
 class RetrySettings(_Model):

@@ -94,10 +94,11 @@ class Outcome(enum.Enum):
     SKIPPED_COOLDOWN = "skipped_cooldown"  # LiteLLM has it in cooldown
     SKIPPED_OPEN = "skipped_open"  # its circuit breaker is open (or another caller holds the probe)
     SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
+    INTERRUPTED = "interrupted"  # its stream failed after the client had chunks of it
 
     @property
     def called(self) -> bool:
-        return self in (Outcome.SUCCESS, Outcome.RETRIED, Outcome.FAILED_OVER, Outcome.RETURNED)
+        return self in (Outcome.SUCCESS, Outcome.RETRIED, Outcome.FAILED_OVER, Outcome.RETURNED, Outcome.INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,17 @@ class FailoverRun:
 
     def succeeded(self, candidate: Candidate) -> None:
         self.attempts.append(Attempt(candidate, Outcome.SUCCESS))
+
+    def interrupted(self, candidate: Candidate, failure: Failure) -> None:
+        """The stream `candidate` was serving failed after its first chunk: its attempt says so,
+        and a continuation on the next candidates takes up the walk after it."""
+        for i in range(len(self.attempts) - 1, -1, -1):
+            if self.attempts[i].candidate == candidate and self.attempts[i].outcome is Outcome.SUCCESS:
+                self.attempts[i] = Attempt(candidate, Outcome.INTERRUPTED, failure)
+                break
+        else:
+            self.attempts.append(Attempt(candidate, Outcome.INTERRUPTED, failure))
+        self._last_failure = failure
 
     def exhausted_status(self) -> int:
         """HTTP status for the exhausted error: the last attempt's, 503 when it had none."""

@@ -115,7 +115,18 @@ def _stream_wrapper() -> str | None:
         return "Router._acompletion_streaming_iterator is missing"
     if "self._async_generator = async_generator" not in src or "self._async_generator.__anext__()" not in src:
         return "the stream wrapper of Router._acompletion_streaming_iterator no longer reads self._async_generator"
+    if "model_response: CustomStreamWrapper" not in src:
+        return "Router._acompletion_streaming_iterator no longer takes model_response (read by inner_stream)"
     return None
+
+
+def inner_stream(gen: Any) -> Any:
+    """LiteLLM's CustomStreamWrapper underneath a routed stream's generator (it knows whether
+    the upstream sent a finish_reason), read from the generator's frame: `_stream_wrapper`
+    checks at start-up that the function holds it as `model_response`. None when not visible."""
+    frame = getattr(gen, "ag_frame", None)
+    inner = frame.f_locals.get("model_response") if frame is not None else None
+    return inner if hasattr(inner, "received_finish_reason") else None
 
 
 def _cooldown_cache() -> str | None:

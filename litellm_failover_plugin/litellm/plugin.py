@@ -159,7 +159,11 @@ class FailoverPlugin(CustomLogger):
         down = isinstance(self.store, ResilientStore) and self.store.down
         kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
         queues = {name: w.status() for name, w in self.runner.waiters.items()}
-        return {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
+        out = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
+        out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
+        if os.environ.get("FAILOVER_DEBUG_TASKS"):  # for leak tests: the proxy's asyncio tasks
+            out["tasks"] = len(asyncio.all_tasks())
+        return out
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any

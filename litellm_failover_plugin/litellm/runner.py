@@ -46,8 +46,10 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, observe, rank
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
+from ..streaming import Timeouts, timeouts_for
 from . import adapter
 from .replies import command_reply
+from .streams import Opened, StreamContext, Supervised, open_stream, supports
 from .translate import METADATA_KEY, Redactor, classify, response_headers
 from .waiting import Place, QueueTimeout, RouteWaiter
 
@@ -125,6 +127,7 @@ class FailoverRunner:
         self.generation = 0  # bumped by every update; a request keeps the plan it started with
         self._running: Counter[int] = Counter()  # requests in flight, by the generation they started in
         self._retiring: list[tuple[int, frozenset[str]]] = []  # deployments to remove once unused
+        self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)
         self._apply(settings, plans)
 
     def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
@@ -214,6 +217,22 @@ class FailoverRunner:
         c = plan.candidates
         order = rank(plan.deployment_ids, c, [x.priority for x in c], self.stats, self.costs, self.weights[plan.name])
         return replace(plan, candidates=tuple(order))
+
+    def stream_timeouts(self, c: Candidate) -> Timeouts:
+        return timeouts_for(self.settings, c.route, c.element_index)
+
+    async def continue_stream(self, ctx: StreamContext, messages: list[dict[str, Any]]) -> tuple[Opened, Candidate] | None:
+        """Walk on from the candidate whose stream broke, asking the next one to continue the
+        answer; its opened stream, or None when no candidate is left (or may be called)."""
+        snap = await self._snapshot(ctx.run.plan)
+        ctx.run.unavailable = snap.unavailable
+        kwargs = {**ctx.kwargs, "messages": messages}
+        try:
+            got = await self._walk(ctx.run, snap, ctx.original_function, ctx.args, kwargs, ctx.deadline, continuing=ctx)
+        except Exception as e:  # the next candidate answered with an error that goes back as is
+            log.info("failover stream route=%s: continuation failed: %s", ctx.run.plan.name, type(e).__name__)
+            return None
+        return None if got is _EXHAUSTED else got  # type: ignore[no-any-return]
 
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
@@ -388,8 +407,10 @@ class FailoverRunner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         deadline: float | None,
+        continuing: StreamContext | None = None,
     ) -> Any:
-        """One walk through the plan: the response, or _EXHAUSTED. Raises what goes back as is."""
+        """One walk through the plan: the response, or _EXHAUSTED. Raises what goes back as is.
+        `continuing`: a stream broke mid-way; return the next one opened, (Opened, Candidate)."""
         plan = run.plan
         stream = kwargs.get("stream") is True
         for candidate in run.candidates():
@@ -404,10 +425,15 @@ class FailoverRunner:
                 call_kwargs = dict(kwargs)
                 call_kwargs["model"] = id
                 t0 = self.clock()
+                opened: Opened | None = None
                 try:
                     response = await original_function(*args, **call_kwargs)
                     response = await adapter.set_response_headers(self.router, response, plan.name, call_kwargs)
-                    if stream:
+                    if stream and supports(response, original_function):
+                        left = deadline - t0 if deadline is not None else None
+                        opened = await open_stream(response, self.stream_timeouts(candidate), left, self._redact)
+                        opened.latency_ms = (self.clock() - t0) * 1000
+                    elif stream:
                         response = await adapter.first_chunk_or_raise(response)
                 except asyncio.CancelledError:
                     raise
@@ -449,14 +475,20 @@ class FailoverRunner:
                         failure.label,
                     )
                     break
-                self._observe(id, True, (self.clock() - t0) * 1000)
-                await self.report(id, Signal.SUCCESS, snap.breakers.get(id))
+                if opened is None:  # a supervised stream reports when it ends
+                    self._observe(id, True, (self.clock() - t0) * 1000)
+                    await self.report(id, Signal.SUCCESS, snap.breakers.get(id))
                 run.succeeded(candidate)
+                if opened is not None and continuing is not None:
+                    return opened, candidate
                 headers = self._record(kwargs, run, candidate)
                 hidden = getattr(response, "_hidden_params", None)
                 if isinstance(hidden, dict):
                     extra = hidden.get("additional_headers")
                     hidden["additional_headers"] = {**(extra or {}), **headers}
+                if opened is not None:
+                    ctx = StreamContext(run, snap, original_function, args, kwargs, deadline)
+                    return Supervised(self, ctx, opened, candidate).install()
                 return response
         return _EXHAUSTED
 

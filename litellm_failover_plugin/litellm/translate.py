@@ -18,6 +18,7 @@ from litellm import exceptions as llm_errors
 from ..conditions import Failure, Kind
 from ..config import FailoverSettings
 from ..routing import Candidate, RoutePlan, placeholder_id
+from ..streaming import StreamFailed
 
 _QUOTA = re.compile(r"quota|billing|insufficient_quota|credit balance|exceeded your current", re.I)
 _REASON_LIMIT = 160
@@ -109,6 +110,8 @@ def _never_sent(chain: list[BaseException]) -> bool:
 
 def classify(exc: BaseException, redact: Redactor) -> Failure:
     """What kind of failure an exception from one upstream attempt is."""
+    if isinstance(exc, StreamFailed):  # a stream that broke, stalled or came back empty
+        return exc.failure
     if isinstance(exc, llm_errors.MidStreamFallbackError) and exc.original_exception is not None:
         exc = exc.original_exception
     message = str(getattr(exc, "message", None) or exc)

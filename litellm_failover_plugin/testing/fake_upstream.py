@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,20 @@ class Behavior:
     retry_after_s: float | None = None
     error_type: str = "server_error"
     break_stream: bool = False  # streams only: answer 200, then drop the connection before any chunk
+    # streams only: what goes wrong after `fault_after` content chunks (see STREAM_FAULTS)
+    fault: str = ""
+    fault_after: int = 1
+    text: list[str] | None = None  # the content chunks; default "Hello ", "from <name>"
+    first_chunk_delay_s: float = 0.0  # after the 200 and before the first chunk
+    chunk_delay_s: float = 0.0  # between content chunks
+    stall_s: float = 120.0  # how long a "stall" lasts (it ends early when the client leaves)
+    tool_call: bool = False  # stream a tool call instead of text
+
+
+# cut: close the connection; reset: TCP RST; stall: stop sending; malformed: a chunk that is not
+# JSON; error_event: an in-stream `{"error": ...}` event; no_finish: end cleanly without a
+# finish_reason and without [DONE]; empty: a role-only chunk, finish_reason "stop", [DONE]
+STREAM_FAULTS = ("cut", "reset", "stall", "malformed", "error_event", "no_finish", "empty")
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class Received:
     stream: bool
     at: float
     prompt: str = ""  # the last message's text: lets a test tell requests apart
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +69,7 @@ class _State:
     received: list[Received] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    streaming: int = 0  # stream responses being written right now
 
 
 def _completion(name: str, model: str, key_hint: str) -> dict[str, Any]:
@@ -83,6 +101,88 @@ def _chunk(name: str, model: str, delta: dict[str, Any], finish: str | None) -> 
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
+async def _gone(request: web.Request, seconds: float) -> None:
+    """Wait `seconds`, or less when the client closes the connection."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+
+async def _stream(request: web.Request, state: _State, b: Behavior, model: str, body: dict[str, Any]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    transport = request.transport
+    assert transport is not None
+    if b.break_stream:
+        transport.close()
+        return resp
+    if b.first_chunk_delay_s:
+        await _gone(request, b.first_chunk_delay_s)
+    name = state.name
+    if b.fault == "empty":
+        await resp.write(_chunk(name, model, {"role": "assistant", "content": ""}, None))
+        await resp.write(_chunk(name, model, {}, "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+    if b.tool_call:
+        call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+        parts = [{"role": "assistant", "tool_calls": [call]}]
+        parts += [{"tool_calls": [{"index": 0, "function": {"arguments": a}}]} for a in ('{"q":', ' "x"}')]
+        finish = "tool_calls"
+    else:
+        text = b.text if b.text is not None else ["Hello ", f"from {name}"]
+        parts = [{"role": "assistant", "content": t} if i == 0 else {"content": t} for i, t in enumerate(text)]
+        finish = "stop"
+    for i, delta in enumerate(parts):
+        if b.fault and i == b.fault_after:
+            return await _fault(request, resp, b, name, model)
+        if i and b.chunk_delay_s:
+            await asyncio.sleep(b.chunk_delay_s)
+        await resp.write(_chunk(name, model, delta, None))
+    if b.fault and b.fault_after >= len(parts):
+        return await _fault(request, resp, b, name, model)
+    await resp.write(_chunk(name, model, {}, finish))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {"prompt_tokens": 5, "completion_tokens": len(parts), "total_tokens": 5 + len(parts)}
+        await resp.write(f"data: {json.dumps({**json.loads(_chunk(name, model, {}, None)[6:]), 'choices': [], 'usage': usage})}\n\n".encode())
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def _fault(request: web.Request, resp: web.StreamResponse, b: Behavior, name: str, model: str) -> web.StreamResponse:
+    transport = request.transport
+    assert transport is not None
+    if b.fault == "cut":
+        transport.close()
+    elif b.fault == "reset":
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close() sends a RST
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    elif b.fault == "stall":
+        await _gone(request, b.stall_s)
+        if not transport.is_closing():
+            transport.close()
+    elif b.fault == "malformed":
+        await resp.write(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+    elif b.fault == "error_event":
+        error = {"message": b.message or f"{name} overloaded mid-stream", "type": b.error_type, "code": "overloaded"}
+        await resp.write(f"data: {json.dumps({'error': error})}\n\n".encode())
+        await resp.write_eof()
+    elif b.fault == "no_finish":
+        await resp.write_eof()
+    else:
+        raise ValueError(f"unknown stream fault {b.fault!r}; one of {', '.join(STREAM_FAULTS)}")
+    return resp
+
+
 def build_app(state: _State) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -92,7 +192,7 @@ def build_app(state: _State) -> web.Application:
         stream = bool(body.get("stream"))
         messages = body.get("messages") or [{}]
         prompt = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
-        state.received.append(Received(key, model, stream, time.time(), prompt))
+        state.received.append(Received(key, model, stream, time.time(), prompt, list(messages)))
         b = state.by_key.get(key, state.default)
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
@@ -109,18 +209,11 @@ def build_app(state: _State) -> web.Application:
             return web.json_response({"error": error}, status=b.status, headers=headers)
         if not stream:
             return web.json_response(_completion(state.name, model, key[-2:]))
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        if b.break_stream:
-            assert request.transport is not None
-            request.transport.close()
-            return resp
-        await resp.write(_chunk(state.name, model, {"role": "assistant", "content": "Hello "}, None))
-        await resp.write(_chunk(state.name, model, {"content": f"from {state.name}"}, None))
-        await resp.write(_chunk(state.name, model, {}, "stop"))
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
+        state.streaming += 1
+        try:
+            return await _stream(request, state, b, model, body)
+        finally:
+            state.streaming -= 1
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
@@ -177,6 +270,17 @@ class FakeUpstream:
     def max_in_flight(self) -> int:
         """The most requests it was answering at once since the last reset."""
         return self._state.max_in_flight
+
+    @property
+    def streaming(self) -> int:
+        """Stream responses it is writing right now (a stalled one counts until its client leaves)."""
+        return self._state.streaming
+
+    @property
+    def connections(self) -> int:
+        """Open client connections (kept-alive ones included)."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)

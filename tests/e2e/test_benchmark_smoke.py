@@ -22,6 +22,8 @@ KEYS = {
     "recovery_s",
     "decision_us_p99",
     "first_failover_overhead_ms",
+    "stream_ttft_overhead_ms",
+    "midstream_recovery_s",
 }
 
 
@@ -39,4 +41,6 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
     for side in ("plugin", "plain"):
         assert results["sides"][side]["healthy_errors"] == 0
         assert results["sides"][side]["healthy_rps"] > 0
+    assert results["midstream_recovery_s"] is not None  # every cut stream was continued to [DONE]
+    assert len(results["midstream_recovery_samples_s"]) == 9
     assert "bench-key" not in done.stdout + done.stderr

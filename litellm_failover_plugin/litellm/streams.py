@@ -1,0 +1,322 @@
+"""Reading a route's chat completion stream: first-chunk and between-chunk timeouts, mid-stream
+failures reported to the breaker and scores, and the error event or the continuation on the
+next candidate. The decisions are in ..streaming; this file does the waiting and the chunks.
+
+LiteLLM's router hands back a stream wrapper whose `_async_generator` yields the chunks (see
+`Router._acompletion_streaming_iterator`). `open_stream` reads it up to the first chunk with
+content, so an empty or slow stream still falls over unseen; `Supervised` then replaces the
+wrapper's generator with one that watches every further chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import litellm
+import openai
+
+from ..breaker import Signal, signal_of
+from ..conditions import Failure, Kind, falls_over
+from ..routing import Candidate, FailoverRun
+from ..streaming import (
+    INTERRUPTED_TYPE,
+    PREFILL_PROVIDERS,
+    Action,
+    Fault,
+    Part,
+    Progress,
+    StreamFailed,
+    Timeouts,
+    Usage,
+    after_failure,
+    continuation_messages,
+    counts_against,
+    fault_of,
+    interrupted_message,
+    mid_stream_for,
+    served_by,
+    stream_failure,
+)
+from . import adapter
+from .translate import Redactor, _chain, classify
+
+if TYPE_CHECKING:
+    from .runner import FailoverRunner, Snapshot
+
+log = logging.getLogger("litellm_failover_plugin")
+
+FIELD = "failover"  # provider_specific_fields.failover on a continued stream's last chunk(s)
+
+
+class StreamInterrupted(Exception):
+    """Ends the client's stream: the proxy turns it into one OpenAI-shaped error event."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = INTERRUPTED_TYPE
+        self.param = None
+        self.status_code = 502
+
+
+@dataclass
+class Opened:
+    """A stream read up to its first content chunk."""
+
+    response: Any  # LiteLLM's stream wrapper, handed to the proxy
+    gen: AsyncIterator[Any]  # the rest of its chunks
+    held: list[Any]  # the chunks read so far, in order, the first content chunk last
+    progress: Progress
+    inner: Any  # LiteLLM's CustomStreamWrapper underneath (knows whether a finish_reason came), or None
+    latency_ms: float | None = None  # call to first content chunk
+
+
+def supports(response: Any, original_function: Callable[..., Any]) -> bool:
+    """Chat completion streams are supervised; other endpoints keep first-chunk failover."""
+    return getattr(original_function, "__name__", "") == "_acompletion" and hasattr(response, "_async_generator")
+
+
+def _info(chunk: Any) -> tuple[str, bool, bool, str | None]:
+    """(content, reasoning?, tool calls?, finish_reason) of one chunk."""
+    content, reasoning, tools, finish = "", False, False, None
+    for choice in getattr(chunk, "choices", None) or ():
+        delta = getattr(choice, "delta", None)
+        if delta is not None:
+            content += getattr(delta, "content", None) or ""
+            reasoning = reasoning or bool(getattr(delta, "reasoning_content", None))
+            tools = tools or bool(getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None))
+        finish = finish or getattr(choice, "finish_reason", None)
+    return content, reasoning, tools, finish
+
+
+def _failure_of(exc: BaseException, progress: Progress, redact: Redactor) -> tuple[Failure, Fault]:
+    if isinstance(exc, StreamFailed):
+        return exc.failure, exc.fault
+    cause = classify(exc, redact)
+    chain = _chain(exc)
+    malformed = any(isinstance(e, json.JSONDecodeError) for e in chain)
+    # the openai SDK raises APIError(body=<the event's error>) on an in-stream error event
+    bodies = [e.body for e in chain if isinstance(e, openai.APIError) and not isinstance(e, openai.APIStatusError)]
+    body = next((b for b in bodies if isinstance(b, dict)), None)
+    if body is not None and str(body.get("code", "")).isdigit() and 100 <= int(body["code"]) <= 599:
+        cause = Failure(int(body["code"]), cause.kind if cause.kind is Kind.QUOTA else None, cause.reason)
+    fault = fault_of(cause, malformed, body is not None)
+    return stream_failure(fault, progress.chunks, cause), fault
+
+
+async def open_stream(response: Any, timeouts: Timeouts, left_s: float | None, redact: Redactor) -> Opened:
+    """Read up to the first chunk with content. Raises StreamFailed (timeout, empty, broken)."""
+    gen = response._async_generator
+    held: list[Any] = []
+    progress = Progress()
+    limit = timeouts.next_wait(False, left_s)
+    try:
+        async with asyncio.timeout(limit) as cm:
+            while not progress.has_content:
+                try:
+                    chunk = await gen.__anext__()
+                except StopAsyncIteration:
+                    raise StreamFailed(stream_failure(Fault.EMPTY, 0), Fault.EMPTY, 0) from None
+                held.append(chunk)
+                progress.see(*_info(chunk))
+    except TimeoutError:
+        await _close(gen)
+        if not cm.expired():
+            raise
+        fault = Fault.FIRST_CHUNK_TIMEOUT
+        raise StreamFailed(stream_failure(fault, 0, after_s=limit), fault, 0) from None
+    except StreamFailed:
+        await _close(gen)
+        raise
+    except BaseException as exc:
+        await _close(gen)
+        if isinstance(exc, Exception) and not isinstance(exc, asyncio.CancelledError):
+            failure, fault = _failure_of(exc, progress, redact)
+            if fault is not Fault.ERROR:  # a broken stream falls over; a plain error keeps its own way
+                raise StreamFailed(failure, fault, 0) from exc
+        raise
+    return Opened(response, gen, held, Progress(), adapter.inner_stream(gen))
+
+
+async def _close(gen: Any) -> None:
+    try:
+        await gen.aclose()
+    except BaseException as e:  # closing what already failed: nothing more to learn from it
+        log.debug("failover stream: closing an upstream stream: %s", type(e).__name__)
+
+
+@dataclass
+class StreamContext:
+    """What a continuation needs: the request's walk, and how to make one more attempt."""
+
+    run: FailoverRun
+    snap: Snapshot
+    original_function: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    deadline: float | None
+    parts: list[Part] = field(default_factory=list)
+    text: str = ""  # everything the client received so far
+    usage: Usage = field(default_factory=Usage)  # of the parts before the current one
+
+
+class Supervised:
+    """The client's stream of one request: every part, watched; failures reported and handled."""
+
+    def __init__(self, runner: FailoverRunner, ctx: StreamContext, opened: Opened, candidate: Candidate):
+        self.runner = runner
+        self.ctx = ctx
+        self.current = (opened, candidate)
+        self.first_id: str | None = None
+
+    def install(self) -> Any:
+        response = self.current[0].response
+        gen = self.chunks()
+        response._async_generator = gen
+        response.completion_stream = gen  # so the proxy's aclose() reaches it
+        return response
+
+    async def chunks(self) -> AsyncIterator[Any]:
+        runner = self.runner
+        runner.open_streams += 1
+        try:
+            while True:
+                opened, candidate = self.current
+                try:
+                    async for chunk in self._part(opened, candidate):
+                        yield chunk
+                except StreamFailed as failed:
+                    await self._close_part(opened)
+                    await self._failed(opened, candidate, failed)  # raises, or sets self.current
+                    continue
+                await self._close_part(opened)
+                runner._observe(candidate.deployment_id, True, opened.latency_ms)
+                await runner.report(candidate.deployment_id, Signal.SUCCESS, self.ctx.snap.breakers.get(candidate.deployment_id))
+                return
+        finally:
+            runner.open_streams -= 1
+            await self._close_part(self.current[0])
+
+    async def _close_part(self, opened: Opened) -> None:
+        await _close(opened.gen)
+
+    async def _part(self, opened: Opened, candidate: Candidate) -> AsyncIterator[Any]:
+        """One upstream call's chunks, as the client gets them. Raises StreamFailed."""
+        progress = opened.progress
+        continued = bool(self.ctx.parts)
+        timeouts = self.runner.stream_timeouts(candidate)
+        pending = list(opened.held)
+        opened.held.clear()
+        while True:
+            if pending:
+                chunk = pending.pop(0)
+            else:
+                left = self.ctx.deadline - self.runner.clock() if self.ctx.deadline is not None else None
+                limit = timeouts.next_wait(True, left)
+                try:
+                    async with asyncio.timeout(limit) as cm:
+                        chunk = await opened.gen.__anext__()
+                except StopAsyncIteration:
+                    if not progress.finished and opened.inner is not None:
+                        raise StreamFailed(stream_failure(Fault.UNFINISHED, progress.chunks), Fault.UNFINISHED, progress.chunks) from None
+                    return
+                except TimeoutError:
+                    if not cm.expired():
+                        raise
+                    failure = stream_failure(Fault.STALL, progress.chunks, after_s=limit)
+                    raise StreamFailed(failure, Fault.STALL, progress.chunks) from None
+                except (asyncio.CancelledError, StreamFailed):
+                    raise
+                except Exception as exc:
+                    failure, fault = _failure_of(exc, progress, self.runner._redact)
+                    raise StreamFailed(failure, fault, progress.chunks) from exc
+            content, reasoning, tools, finish = _info(chunk)
+            if finish and opened.inner is not None and not _upstream_finished(opened.inner):
+                # LiteLLM made this finish chunk up: the upstream ended without one
+                raise StreamFailed(stream_failure(Fault.UNFINISHED, progress.chunks), Fault.UNFINISHED, progress.chunks)
+            progress.see(content, reasoning, tools, finish)
+            progress.chunks += 1
+            self.ctx.text += content
+            if self.first_id is None:
+                self.first_id = getattr(chunk, "id", None)
+            if continued:
+                self._as_continuation(chunk, finish)
+            yield chunk
+
+    def _as_continuation(self, chunk: Any, finish: str | None) -> None:
+        """A continuation's chunk, made part of the answer the client has: same id, no second
+        role; the final usage adds every part's; the last chunk(s) say who served."""
+        if self.first_id is not None:
+            chunk.id = self.first_id
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = getattr(choice, "delta", None)
+            if delta is not None and getattr(delta, "role", None) is not None:
+                delta.role = None
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            for name in ("prompt_tokens", "completion_tokens"):
+                setattr(usage, name, (getattr(usage, name, 0) or 0) + getattr(self.ctx.usage, name))
+            usage.total_tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        if finish or usage is not None:
+            opened, candidate = self.current
+            parts = [*self.ctx.parts, _part(candidate, opened.progress.chunks, "complete")]
+            extra = getattr(chunk, "provider_specific_fields", None) or {}
+            chunk.provider_specific_fields = {**extra, FIELD: served_by(self.ctx.run.plan.name, parts)}
+
+    async def _failed(self, opened: Opened, candidate: Candidate, failed: StreamFailed) -> None:
+        """Report a mid-stream failure; continue on the next candidate, or raise the error event."""
+        runner, ctx = self.runner, self.ctx
+        id, failure, progress = candidate.deployment_id, failed.failure, opened.progress
+        counted = counts_against(failure)
+        if counted:
+            runner._observe(id, False, None)
+        await runner.report(id, signal_of(failure, counted), ctx.snap.breakers.get(id), failure.retry_after_s)
+        ctx.run.interrupted(candidate, failure)
+        ctx.parts.append(_part(candidate, progress.chunks, failed.fault.value))
+        ctx.usage = ctx.usage + _usage_of(opened, progress, ctx.kwargs)
+        mode, limit = mid_stream_for(runner.settings, ctx.run.plan.name)
+        used = len(ctx.parts) - 1
+        action, why = after_failure(mode, failure, progress, falls_over(failure, candidate.falls_over), used, limit)
+        log.warning(
+            "failover stream route=%s deployment=%s key=%s failed mid-stream after %d chunk(s) (%s): %s; %s",
+            ctx.run.plan.name, id, candidate.key, progress.chunks, failure.label, failure.reason,
+            "continuing on the next candidate" if action is Action.CONTINUE else f"ending the stream ({why})",
+        )  # fmt: skip
+        if action is Action.CONTINUE:
+            prefill = runner.settings.backends[candidate.backend].provider in PREFILL_PROVIDERS
+            nxt = await runner.continue_stream(ctx, continuation_messages(ctx.kwargs.get("messages") or [], ctx.text, prefill))
+            if nxt is not None:
+                self.current = nxt
+                ncand = nxt[1]
+                log.info(
+                    "failover stream route=%s continued on deployment=%s key=%s after %d chunk(s) of the answer",
+                    ctx.run.plan.name, ncand.deployment_id, ncand.key, sum(p.chunks for p in ctx.parts),
+                )  # fmt: skip
+                return
+            why = "no candidate left to continue on"
+        attempts = ", ".join(a.summary() for a in ctx.run.attempts)
+        raise StreamInterrupted(interrupted_message(ctx.run.plan.name, f"{candidate.element}/{candidate.key}", failure, why, attempts))
+
+
+def _upstream_finished(inner: Any) -> bool:
+    return bool(getattr(inner, "received_finish_reason", None) or getattr(inner, "intermittent_finish_reason", None))
+
+
+def _part(c: Candidate, chunks: int, outcome: str) -> Part:
+    return Part(c.backend, c.model, c.key, chunks, outcome)
+
+
+def _usage_of(opened: Opened, progress: Progress, kwargs: dict[str, Any]) -> Usage:
+    """What a broken part cost: the tokens counted locally (it sent no usage of its own)."""
+    try:
+        prompt = litellm.token_counter(model="", messages=kwargs.get("messages") or [])
+        completion = litellm.token_counter(model="", text=progress.text) if progress.text else 0
+    except Exception:  # counting is best effort; the answer matters more
+        return Usage()
+    return Usage(int(prompt), int(completion))
+
