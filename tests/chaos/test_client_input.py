@@ -54,9 +54,9 @@ REFUSED = [
     ({"model": "chat", "messages": MSG, "max_tokens": "many"}, "'max_tokens' must be a whole number"),
     ({"model": "chat", "messages": MSG, "n": 1.5}, "'n' must be a whole number"),
     ({"model": "chat", "messages": MSG, "stream": "yes"}, "'stream' must be true or false"),
-    ({"model": ["chat"], "messages": MSG}, "'model' must be a string, got list"),
-    ({"model": {"name": "chat"}, "messages": MSG}, "'model' must be a string, got dict"),
-    ({"model": 5, "messages": MSG}, "'model' must be a string, got int"),
+    ({"model": ["chat"], "messages": MSG}, "'model' must be a string"),  # LiteLLM 1.106 refuses it itself
+    ({"model": {"name": "chat"}, "messages": MSG}, "'model' must be a string"),
+    ({"model": 5, "messages": MSG}, "'model' must be a string"),
 ]
 
 
@@ -66,7 +66,8 @@ def test_a_malformed_request_is_a_400_that_reaches_no_upstream(proxy: ProxyProce
         r = post(proxy, body)
         assert r.status_code == 400, r.text
         error = r.json()["error"]
-        assert error["type"] == "invalid_request_error" and says in error["message"], error
+        # newer LiteLLM releases refuse a non-string model themselves (type bad_request_error)
+        assert error["type"] in ("invalid_request_error", "bad_request_error") and says in error["message"], error
     assert upstream.received == []
 
 
