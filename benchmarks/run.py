@@ -353,12 +353,12 @@ async def bench(seconds: float, rounds: int, concurrency: int, cycles: int, say:
                 model = side.model if phase == "healthy" else side.down_model
                 getattr(side, phase).append(await load(side.url, model, seconds, concurrency))
         say.print(f"[streams] time to first token, {TTFT_REQUESTS} streamed requests each, alternating")
-        plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS)
+        plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS, AUTH)
         say.print(f"[streams] a primary key that cuts every stream after {CUT_AFTER} tokens, continue mode")
         control = {"by_key": {"bench-key-f1": {"fault": "cut", "fault_after": CUT_AFTER, "text": CUT_TEXT}}}
         async with aiohttp.ClientSession() as s:
             await s.post(f"http://{HOST}:{plugin.primary.port}/_control", json=control)
-        plugin.midstream_recovery_s = await midstream_recovery(plugin.url, [f"stream-cut-{i}" for i in range(STREAM_ROUTES)])
+        plugin.midstream_recovery_s = await midstream_recovery(plugin.url, [f"stream-cut-{i}" for i in range(STREAM_ROUTES)], AUTH)
         for side in sides:
             await outage_cycles(side, cycles, say)
             side.rss_mb = side.proxy.rss_mb()

@@ -38,12 +38,14 @@ async def _tokens(session: aiohttp.ClientSession, url: str, model: str) -> tuple
     return times, done
 
 
-async def ttft(plugin: tuple[str, str], plain: tuple[str, str], n: int) -> tuple[list[float], list[float]]:
+async def ttft(
+    plugin: tuple[str, str], plain: tuple[str, str], n: int, headers: dict[str, str]
+) -> tuple[list[float], list[float]]:
     """Time to first token (ms), healthy, one request at a time, alternating plugin and plain so
     that the machine's drift hits both alike."""
     a: list[float] = []
     b: list[float] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=headers) as session:
         for i in range(n + 5):
             for (url, model), out in ((plugin, a), (plain, b)) if i % 2 else ((plain, b), (plugin, a)):
                 t0 = time.perf_counter()
@@ -53,11 +55,11 @@ async def ttft(plugin: tuple[str, str], plain: tuple[str, str], n: int) -> tuple
     return a, b
 
 
-async def midstream_recovery(url: str, models: list[str]) -> list[float]:
+async def midstream_recovery(url: str, models: list[str], headers: dict[str, str]) -> list[float]:
     """Seconds from the last token before the cut to the next token on the client (continue mode).
     One request per route: each route has its own breaker, so every request meets the cut."""
     gaps = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=headers) as session:
         for model in models:
             times, done = await _tokens(session, url, model)
             if done and len(times) > CUT_AFTER:
@@ -66,4 +68,6 @@ async def midstream_recovery(url: str, models: list[str]) -> list[float]:
 
 
 def overhead_ms(plugin: list[float], plain: list[float]) -> float:
+    if not plugin or not plain:
+        raise RuntimeError(f"no streamed answer to time (plugin {len(plugin)}, plain {len(plain)}): is the proxy up, the key right?")
     return statistics.median(plugin) - statistics.median(plain)

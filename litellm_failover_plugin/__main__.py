@@ -29,6 +29,13 @@ def check(path: str) -> int:
     settings = _load(path)
     if settings is None:
         return 1
+    from .litellm.translate import check_providers  # imports litellm: only once the file is valid
+
+    try:
+        check_providers(settings)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
     for plan in compile_routes(settings).values():
         state = "" if plan.enabled else "  (failover off: first attempt only)"
         print(f"route {plan.name}: policy {plan.policy}, {len(plan.candidates)} candidates{state}")

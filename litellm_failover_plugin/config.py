@@ -7,6 +7,7 @@ API key values are `SecretStr`: they never show in a repr, a log line or an erro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +36,7 @@ from .policies import POLICIES
 SECTION = "failover_settings"
 ENV_PREFIX = "os.environ/"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
 class ConfigError(ValueError):
@@ -66,6 +69,22 @@ def _check_name(what: str, name: str) -> str:
     return name
 
 
+_POSITIVE_PARAMS = ("timeout", "stream_timeout", "rpm", "tpm", "max_tokens", "max_completion_tokens")
+
+
+def check_litellm_params(value: dict[str, Any]) -> dict[str, Any]:
+    """LiteLLM takes these as they come (a negative timeout breaks every call): refuse them here."""
+    for name in _POSITIVE_PARAMS:
+        v = value.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"litellm_params.{name} must be a positive number, got {v!r}")
+        if name.endswith("timeout") and v > DAY_S:
+            raise ValueError(f"litellm_params.{name} must be at most {DAY_S:g} seconds, got {v!r}")
+    return value
+
+
 def resolve_secret(value: str) -> str:
     """`os.environ/NAME` -> the variable's value; anything else is taken as written."""
     if value.startswith(ENV_PREFIX):
@@ -78,7 +97,12 @@ def resolve_secret(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never a sane cooldown, wait or size
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+DAY_S = 86400.0
+WEEK_S = 7 * DAY_S
 
 
 class Backend(_Model):
@@ -114,7 +138,7 @@ class Backend(_Model):
         for forbidden in ("model", "api_key"):
             if forbidden in value:
                 raise ValueError(f"{forbidden!r} is set by the plugin; use provider/api_keys instead")
-        return value
+        return check_litellm_params(value)
 
 
 class StreamTimeouts(_Model):
@@ -132,7 +156,7 @@ class Element(_Model):
     stream_timeouts: StreamTimeouts | None = None  # per field over the route's and the defaults'
     catch: ConditionList | None = None
     fallback_status_codes: ConditionList | None = None
-    litellm_params: dict[str, Any] = Field(default_factory=dict)
+    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: check_litellm_params(v))] = Field(default_factory=dict)
     priority: int = 0  # scored routes: lower first
     cost_per_token: float | None = Field(None, ge=0)  # scored routes: else LiteLLM's cost map
 
@@ -143,6 +167,8 @@ class Element(_Model):
         if not sep or not backend or not model:
             raise ValueError(f"{value!r} must be 'backend:model'")
         _check_name("backend", backend)
+        if not _PRINTABLE.match(model):
+            raise ValueError(f"model {model!r} must be printable ASCII without spaces (it is sent back in a header)")
         return value
 
     @property
@@ -158,11 +184,11 @@ class QueueSettings(_Model):
     """Hold requests while every candidate of a route is down, instead of failing them."""
 
     enabled: bool = True
-    max_size: int = Field(100, ge=1)  # per route; over it: an immediate 503 with Retry-After
-    max_wait_s: float = Field(30.0, gt=0)  # and never past the request's own timeout
-    release_concurrency: int = Field(4, ge=1)  # queued requests in flight at once after a recovery
+    max_size: int = Field(100, ge=1, le=1_000_000)  # per route; over it: an immediate 503 with Retry-After
+    max_wait_s: float = Field(30.0, gt=0, le=DAY_S)  # and never past the request's own timeout
+    release_concurrency: int = Field(4, ge=1, le=10_000)  # queued requests in flight at once after a recovery
     default_priority: int = 0  # lower is served first
-    recheck_s: float = Field(1.0, gt=0)  # when no cooldown end is known, look again after this
+    recheck_s: float = Field(1.0, gt=0, le=3600)  # when no cooldown end is known, look again after this
 
 
 class ScoreWeights(_Model):
@@ -222,9 +248,9 @@ class Defaults(_Model):
 class RetrySettings(_Model):
     """Backoff for same-candidate retries (see retries.py)."""
 
-    base_s: float = Field(0.25, gt=0)
-    max_wait_s: float = Field(5.0, gt=0)
-    max_total_s: float = Field(15.0, gt=0)
+    base_s: float = Field(0.25, gt=0, le=3600)
+    max_wait_s: float = Field(5.0, gt=0, le=DAY_S)
+    max_total_s: float = Field(15.0, gt=0, le=DAY_S)
 
 
 class RetryBudgetSettings(_Model):
@@ -232,22 +258,22 @@ class RetryBudgetSettings(_Model):
 
     ratio: float = Field(0.2, ge=0)
     min_per_s: float = Field(1.0, ge=0)
-    ttl_s: int = Field(10, ge=1)
+    ttl_s: int = Field(10, ge=1, le=int(DAY_S))
 
 
 class BreakerSettings(_Model):
     """Circuit breaker per deployment (backend, model, key). See breaker.py."""
 
     enabled: bool = True
-    failure_threshold: int = Field(3, ge=1)
+    failure_threshold: int = Field(3, ge=1, le=1_000_000)
     failure_rate: float | None = Field(None, gt=0, le=1)
-    window_s: float = Field(30.0, gt=0)
-    min_requests: int = Field(10, ge=1)
-    cooldown_s: float = Field(10.0, gt=0)
-    max_cooldown_s: float = Field(300.0, gt=0)
-    cooldown_multiplier: float = Field(2.0, ge=1)
-    probe_timeout_s: float = Field(30.0, gt=0)
-    quota_park_s: float = Field(60.0, gt=0)
+    window_s: float = Field(30.0, gt=0, le=WEEK_S)
+    min_requests: int = Field(10, ge=1, le=1_000_000)
+    cooldown_s: float = Field(10.0, gt=0, le=WEEK_S)
+    max_cooldown_s: float = Field(300.0, gt=0, le=WEEK_S)
+    cooldown_multiplier: float = Field(2.0, ge=1, le=100)
+    probe_timeout_s: float = Field(30.0, gt=0, le=DAY_S)
+    quota_park_s: float = Field(60.0, gt=0, le=WEEK_S)
 
     @model_validator(mode="after")
     def _caps(self) -> BreakerSettings:
@@ -262,9 +288,9 @@ class BreakerSettings(_Model):
 class HealthCheckSettings(_Model):
     """Background probes of open deployments, so recovery costs no user request."""
 
-    interval_s: float = Field(5.0, gt=0)
-    timeout_s: float = Field(5.0, gt=0)
-    max_per_interval: int = Field(5, ge=1)
+    interval_s: float = Field(5.0, gt=0, le=DAY_S)
+    timeout_s: float = Field(5.0, gt=0, le=3600)
+    max_per_interval: int = Field(5, ge=1, le=100_000)
 
 
 class CommandSettings(_Model):
@@ -273,7 +299,7 @@ class CommandSettings(_Model):
     enabled: bool = True
     writers: Literal["admin", "any"] = "admin"  # who may create, delete and edit routes
     state_file: str | None = None  # without Redis: where runtime changes are kept (default: beside config.yaml)
-    session_ttl_s: float = Field(86400.0, gt=0)  # a !/set session expires after this long idle
+    session_ttl_s: float = Field(86400.0, gt=0, le=30 * DAY_S)  # a !/set session expires after this long idle
 
 
 class FailoverSettings(_Model):
@@ -310,8 +336,10 @@ class FailoverSettings(_Model):
     @classmethod
     def _route_names(cls, value: dict[str, Route]) -> dict[str, Route]:
         for name in value:
-            if not name or "/" in name or name != name.strip():
-                raise ValueError(f"route name {name!r} must be non-empty, without '/' or outer spaces")
+            if not _PRINTABLE.match(name) or "/" in name:
+                raise ValueError(
+                    f"route name {name!r} must be printable ASCII without spaces or '/' (it is sent back in a header)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -388,7 +416,8 @@ def load_section(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw `failover_settings` mapping of a LiteLLM config.yaml, with LiteLLM's own Redis
     settings filled in as `redis_url` when the section names none. Not validated yet."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
+        document = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(document, Mapping) or SECTION not in document:
@@ -397,6 +426,9 @@ def load_section(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(section, Mapping):
         raise ConfigError(f"{SECTION} must be a mapping, got {type(section).__name__}")
     section = dict(section)
+    problems = duplicate_keys(text) + _clashes(document, section)
+    if problems:
+        raise ConfigError("invalid failover_settings:\n  " + "\n  ".join(problems))
     if section.get("redis_url") is None:
         try:
             url = _redis_from_router_settings(document)
@@ -405,6 +437,49 @@ def load_section(path: str | os.PathLike[str]) -> dict[str, Any]:
         if url is not None:
             section["redis_url"] = url
     return section
+
+
+def duplicate_keys(text: str) -> list[str]:
+    """Keys written twice in the same mapping of failover_settings (YAML keeps the last one, silently)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    section = None
+    if isinstance(root, yaml.MappingNode):
+        section = next((v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == SECTION), None)
+    out: list[str] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                key = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+                if key in seen:
+                    out.append(f"{path}.{key}: written twice (line {k.start_mark.line + 1}); YAML would keep only the last")
+                seen.add(key)
+                walk(v, f"{path}.{key}")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}.{i}")
+
+    if section is not None:
+        walk(section, SECTION)
+    return out
+
+
+def _clashes(document: Mapping[str, Any], section: Mapping[str, Any]) -> list[str]:
+    """A route named like a model_list entry would take every request of that name."""
+    models = document.get("model_list") or []
+    names = {str(m.get("model_name")) for m in models if isinstance(m, Mapping)} if isinstance(models, list) else set()
+    routes = section.get("routes") or {}
+    if not isinstance(routes, Mapping):
+        return []
+    return [
+        f"{SECTION}.routes.{name}: {name!r} is also a model_name in model_list; give the route or the model another name"
+        for name in routes
+        if str(name) in names
+    ]
 
 
 def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:

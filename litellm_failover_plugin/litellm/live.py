@@ -30,6 +30,7 @@ from ..routetable import Catalog, Change, Overlay, RouteEditError, effective_rou
 from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore
 from .install import foreign_model_names, update
 from .runner import FailoverRunner
+from .translate import check_providers
 
 log = logging.getLogger("litellm_failover_plugin")
 RouteStore = MemoryRouteStore | FileRouteStore | RedisRouteStore
@@ -263,6 +264,7 @@ class LiveRoutes:
         the start-up message, and changes nothing, when it is bad."""
         section = load_section(config_path)
         settings = self.compose(self.overlay, section)
+        check_providers(settings)
         async with self._apply_lock:
             self.section = section
             self.base = parse_settings(section)

@@ -10,8 +10,11 @@ router rebuilt through the admin API gets the routes back on its next request.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,7 +38,7 @@ from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
 from .replies import COMMAND_KEY, leave_reply
 from .runner import PRIORITY_KEY, FailoverRunner
 from .status import status_rows
-from .translate import METADATA_KEY
+from .translate import METADATA_KEY, check_providers
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -265,6 +268,11 @@ def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -
     return ProxyException(message=message, type=type_, param=None, code=status)
 
 
+def _say_last(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr left: nothing to say it on
+        print(message, file=sys.__stderr__, flush=True)
+
+
 def _invalid_request(message: str) -> ProxyException:
     return ProxyException(message=f"invalid request: {message}", type="invalid_request_error", param=None, code=400)
 
@@ -346,9 +354,12 @@ def proxy_plugin() -> FailoverPlugin:
             path = _config_path()
             section = load_section(path)
             settings = parse_settings(section)
+            check_providers(settings)
             live = LiveRoutes(section, route_store_for(settings, path), config_path=path)
         except ConfigError as e:
             log.error("litellm_failover_plugin: the proxy cannot start: %s", e)
+            # LiteLLM prints its own traceback after this: say it again, last, as the process ends
+            atexit.register(_say_last, f"litellm_failover_plugin: the proxy cannot start: {e}")
             raise
         _proxy_plugin = FailoverPlugin(live, config_path=path)
         _proxy_plugin.start()
@@ -371,6 +382,7 @@ def attach(
         settings = parse_settings(settings)
     elif not isinstance(settings, FailoverSettings):
         settings = load_settings(settings)
+    check_providers(settings)
     if store is None and settings.redis_url:
         store = ResilientStore(RedisStore.from_url(settings.redis_url))
     return install(router, settings, store)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+import litellm
 import openai
 import pydantic
 from litellm import exceptions as llm_errors
@@ -131,6 +132,20 @@ def classify(exc: BaseException, redact: Redactor) -> Failure:
         return Failure(None, None, reason)
     quota = status in (402, 403, 429) and bool(_QUOTA.search(message))
     return Failure(status, Kind.QUOTA if quota else None, reason, _retry_after(exc))
+
+
+def check_providers(settings: FailoverSettings) -> None:
+    """Every backend's provider is one LiteLLM knows; else ConfigError naming the field."""
+    from ..config import ConfigError
+
+    known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
+    bad = [
+        f"failover_settings.backends.{name}.provider: unknown LiteLLM provider {b.provider!r} (e.g. openai, azure, anthropic)"
+        for name, b in settings.backends.items()
+        if b.provider not in known
+    ]
+    if bad:
+        raise ConfigError("invalid failover_settings:\n  " + "\n  ".join(bad))
 
 
 def build_deployments(settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> list[dict[str, Any]]:
