@@ -100,8 +100,10 @@ class ResilientStore:
             async with asyncio.timeout(self._timeout_s):
                 await self._primary.ping()
             written = await self._write_back()
-        except _DOWN:
-            self.link = reconnect_failed(self.link, self._clock(), self._config)  # still down: try again later
+        except Exception as e:  # still down (or anything else went wrong): stay local, try again later
+            self.link = reconnect_failed(self.link, self._clock(), self._config)
+            if not isinstance(e, _DOWN):
+                log.warning("failover state store %s: reconnect failed (%s); trying again later", self._name, type(e).__name__)
             return False
         # nothing awaited since the last dirty breaker was written: nothing this replica learned is lost
         self.link = UP
@@ -119,7 +121,7 @@ class ResilientStore:
             for id in sorted(self._dirty):  # a copy: the set changes while we write
                 [b] = await self._local.get_many([id])
                 async with asyncio.timeout(self._timeout_s):
-                    await self._primary.update(id, lambda _old, b=b: b)
+                    await self._primary.update(id, _replace_with(b))
                 written += 1
                 if (await self._local.get_many([id])) == [b]:
                     self._dirty.discard(id)
@@ -160,3 +162,7 @@ class ResilientStore:
         if self.reconnect_task is not None:
             self.reconnect_task.cancel()
         await self._primary.aclose()
+
+
+def _replace_with(b: Breaker) -> Update:
+    return lambda _old: b

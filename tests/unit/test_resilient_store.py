@@ -264,3 +264,23 @@ async def test_a_call_that_hangs_is_bounded(primary: FakePrimary, clock: Clock) 
     assert await store.update("a", lambda b: opened(5.0)) == (CLOSED, opened(5.0))
     assert store.down
     assert store.link == Link(up=False, failures=1, retry_at=clock.now + CFG.retry_s)
+
+
+async def test_an_unexpected_error_during_the_reconnect_is_retried_later(
+    store: ResilientStore, primary: FakePrimary, clock: Clock
+) -> None:
+    await go_down(store, primary)
+    await store.update("a", lambda b: opened(2000.0))
+    primary.fail = False
+
+    async def contention(id: str, fn: Update) -> tuple[Breaker, Breaker]:
+        raise RuntimeError("too much contention")
+
+    primary.update = contention  # type: ignore[method-assign]
+    assert not await store.reconnect()
+    assert store.down and use(store.link, clock.now) is Use.LOCAL  # not stuck "reconnecting"
+    del primary.update  # the class's again
+    clock.now += CFG.max_retry_s
+    await store.get_many(["a"])
+    assert store.reconnect_task is not None and await store.reconnect_task
+    assert await primary.store.get_many(["a"]) == [opened(2000.0)]
