@@ -30,8 +30,8 @@ PREFIX = "litellm_failover:breaker:"
 
 def redis_client(url: str, timeout_s: float) -> aioredis.Redis:
     """A client whose every round trip waits at most `timeout_s`, retrying only a dropped
-    connection, once and at once (redis-py's default retries timeouts 3 times with a backoff
-    of seconds: a hung Redis then held a request for up to 8 s)."""
+    connection, once and at once (redis-py's default retries a connection error up to 10
+    times with a backoff growing to 1 s: seconds on a request's path)."""
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
