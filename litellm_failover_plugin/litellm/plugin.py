@@ -129,15 +129,25 @@ class FailoverPlugin(CustomLogger):
         store = self.store.primary if isinstance(self.store, ResilientStore) else self.store
         if not isinstance(store, RedisStore):
             return
+        outage = False  # warn once per outage, not on every attempt to listen again
         while True:
             try:
+                if outage:
+                    await store.ping()
+                    outage = False
+                    log.info("failover recovery notices: listening again")
                 async for id in store.recoveries():
                     if self.runner is not None:
                         await self.runner.recovered(id, tell_others=False)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # Redis away: queues still wake on their own due times meanwhile
-                log.warning("failover recovery notices: %s; listening again in 1s", type(e).__name__)
+                if not outage:
+                    log.warning(
+                        "failover recovery notices: %s; queues wake on their own due times until Redis is back",
+                        type(e).__name__,
+                    )
+                outage = True
                 await asyncio.sleep(1.0)
 
     def start(self) -> None:

@@ -4,6 +4,10 @@ Each update is one optimistic transaction (WATCH the key, compute the new breake
 pure function the memory store uses, MULTI/SET/EXEC, retry if another replica got there first),
 so no transition logic is duplicated in Lua. A breaker that is plainly closed is deleted; the
 others expire `ttl_s` after their last change.
+
+Each round trip waits at most `timeout_s` (a hung Redis answers nothing: the read times out),
+and redis-py retries only a dropped connection, once and at once (a pooled connection that a
+restarted Redis closed), never a timeout: the caller (ResilientStore) falls back instead.
 """
 
 from __future__ import annotations
@@ -13,12 +17,27 @@ import random
 from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 
 from ..breaker import Breaker
 from .base import Update, decode, encode, is_clean
 
 PREFIX = "litellm_failover:breaker:"
+
+
+def redis_client(url: str, timeout_s: float) -> aioredis.Redis:
+    """A client whose every round trip waits at most `timeout_s`, retrying only a dropped
+    connection, once and at once (redis-py's default retries a connection error up to 10
+    times with a backoff growing to 1 s: seconds on a request's path)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
 
 
 class RedisStore:
@@ -29,9 +48,11 @@ class RedisStore:
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = 0.5, **kwargs: object) -> RedisStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        return cls(client, **kwargs)  # type: ignore[arg-type]
+    def from_url(cls, url: str, *, timeout_s: float = 0.25, **kwargs: object) -> RedisStore:
+        return cls(redis_client(url, timeout_s), **kwargs)  # type: ignore[arg-type]
+
+    async def ping(self) -> None:
+        await self._redis.ping()
 
     def _key(self, id: str) -> str:
         return self._prefix + id

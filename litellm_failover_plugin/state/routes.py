@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from ..routetable import Overlay
+from .redis import redis_client
 
 Edit = Callable[[Overlay], Overlay]
 PREFIX = "litellm_failover:"
@@ -114,7 +115,7 @@ class RedisRouteStore:
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 2.0) -> RedisRouteStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
+        return cls(redis_client(url, timeout_s))
 
     async def load(self) -> Overlay:
         return Overlay.from_json(await self._redis.get(self.key))

@@ -103,6 +103,9 @@ async def test_redis_down_serves_locally_warns_once_and_resyncs(
     finally:
         redis_server.start()
     with caplog.at_level(logging.WARNING, logger="litellm_failover_plugin"):
+        # requests never wait on Redis while it is down: the reconnect runs in the background
+        # when its time comes (unit-tested with a fake clock); here it is asked for at once
+        assert await store.reconnect()
         # the restarted server kept nothing ("before" is gone); what this replica learned is written back
         assert await store.get_many(["during", "before"]) == [replace(opened(99.0), failures=4), CLOSED]
     assert not store.down
@@ -133,3 +136,35 @@ async def test_redis_recovery_notices_reach_other_replicas(redis_server: RedisSe
     assert heard == ["chat/alpha:m/k1"]
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_frozen_redis_costs_one_bounded_wait_then_none(redis_server: RedisServer) -> None:
+    """SIGSTOP: connections are accepted, nothing answers. The calls in flight give up after the
+    store's timeout (together, not one after another), later calls do not wait at all, and the
+    store is back with what it learned once Redis answers again. Bounds are generous: before,
+    every call waited for the socket timeout and redis-py's retries (seconds each)."""
+    prefix = "test:frozen:"
+    store = ResilientStore(RedisStore.from_url(redis_server.url, prefix=prefix, timeout_s=0.1), timeout_s=0.2)
+    await store.update("x", lambda b: opened(5.0))
+    loop = asyncio.get_running_loop()
+    redis_server.freeze()
+    try:
+        t0 = loop.time()
+        results = await asyncio.gather(*(store.update("x", lambda b: opened(7.0)) for _ in range(10)))
+        in_flight_s = loop.time() - t0
+        assert store.down
+        t0 = loop.time()
+        for _ in range(50):
+            await store.get_many(["x"])
+            await store.update("y", lambda b: replace(b, failures=b.failures + 1))
+        later_s = loop.time() - t0
+    finally:
+        redis_server.thaw()
+    assert in_flight_s < 1.0, in_flight_s
+    assert later_s < 0.5, later_s
+    assert [new for _, new in results] == [opened(7.0)] * 10
+    assert await store.reconnect()
+    other = RedisStore.from_url(redis_server.url, prefix=prefix)
+    assert await other.get_many(["x", "y"]) == [opened(7.0), replace(CLOSED, failures=50)]
+    await other.aclose()
+    await store.aclose()

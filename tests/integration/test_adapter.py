@@ -4,6 +4,7 @@ On the installed LiteLLM every hook must be as expected; a hook made to differ (
 release could) refuses routes with a message naming the hook and the LiteLLM version.
 """
 
+import atexit
 import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -73,6 +74,7 @@ def test_the_proxy_refuses_to_start_when_its_disconnect_handling_moved(monkeypat
     with pytest.raises(UnsupportedLiteLLM) as exc:
         plugin.proxy_plugin()
     refused(exc, "disconnect handling")
+    atexit.unregister(plugin._say_last)  # a real proxy says it again as it exits; this test run does not
 
 
 class SettingsStore(MutableMapping[str, Any]):
