@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-import litellm
+from litellm.router import Router
 
 from ..config import ConfigError
 
@@ -88,7 +88,7 @@ def _method(cls: type, name: str, *, is_async: bool, params: tuple[str, ...] = (
 def _fallbacks() -> str | None:
     """Every async router call goes through async_function_with_fallbacks(original_function=one
     attempt, model=...), a plain method an instance attribute can shadow."""
-    router = litellm.Router
+    router = Router
     if FALLBACKS in getattr(router, "__slots__", ()) or not inspect.isfunction(inspect.getattr_static(router, FALLBACKS, None)):
         return f"Router.{FALLBACKS} is not a plain method an instance attribute can shadow"
     problem = _method(router, FALLBACKS, is_async=True, params=("kwargs",))
@@ -103,14 +103,14 @@ def _fallbacks() -> str | None:
 
 def _response_headers() -> str | None:
     return _method(
-        litellm.Router, "set_response_headers", is_async=True, params=("response", "model_group", "request_kwargs")
+        Router, "set_response_headers", is_async=True, params=("response", "model_group", "request_kwargs")
     )
 
 
 def _stream_wrapper() -> str | None:
     """A routed stream is Router._acompletion_streaming_iterator's wrapper; its chunks come from
     `_async_generator`, which first_chunk_or_raise reads and puts back."""
-    src = _source(getattr(litellm.Router, "_acompletion_streaming_iterator", None))
+    src = _source(getattr(Router, "_acompletion_streaming_iterator", None))
     if not src:
         return "Router._acompletion_streaming_iterator is missing"
     if "self._async_generator = async_generator" not in src or "self._async_generator.__anext__()" not in src:
@@ -241,7 +241,7 @@ def check(*, proxy: bool = False) -> None:
 # --- the router ----------------------------------------------------------------------------
 
 
-def shadow_fallbacks(router: litellm.Router, runner: Any) -> None:
+def shadow_fallbacks(router: Router, runner: Any) -> None:
     """Route every async call of this router instance through `runner`."""
     setattr(router, FALLBACKS, runner)
 
@@ -251,11 +251,11 @@ def shadowing(router: Any) -> Any:
     return getattr(router, "__dict__", {}).get(FALLBACKS)
 
 
-def unshadow(router: litellm.Router) -> None:
+def unshadow(router: Router) -> None:
     router.__dict__.pop(FALLBACKS, None)
 
 
-async def set_response_headers(router: litellm.Router, response: Any, model_group: str, request_kwargs: dict[str, Any]) -> Any:
+async def set_response_headers(router: Router, response: Any, model_group: str, request_kwargs: dict[str, Any]) -> Any:
     return await router.set_response_headers(response=response, model_group=model_group, request_kwargs=request_kwargs)
 
 
@@ -285,7 +285,7 @@ async def first_chunk_or_raise(response: Any) -> Any:
     return response
 
 
-async def active_cooldowns(router: litellm.Router, ids: list[str]) -> dict[str, tuple[float, int | None]]:
+async def active_cooldowns(router: Router, ids: list[str]) -> dict[str, tuple[float, int | None]]:
     """LiteLLM's active cooldowns among `ids`: id -> (when it ends, in epoch seconds; the HTTP
     status that caused it, None when unknown)."""
     cooling = await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
@@ -299,7 +299,7 @@ def _status(value: object) -> int | None:
         return None
 
 
-async def clear_cooldown(router: litellm.Router, id: str) -> None:
+async def clear_cooldown(router: Router, id: str) -> None:
     cache = router.cooldown_cache
     await cache.cooldown_store.async_delete_cache(cache.get_cooldown_cache_key(id))
 
@@ -307,7 +307,7 @@ async def clear_cooldown(router: litellm.Router, id: str) -> None:
 # --- the proxy -----------------------------------------------------------------------------
 
 
-def live_router() -> litellm.Router | None:
+def live_router() -> Router | None:
     from litellm.proxy import proxy_server
 
     return proxy_server.llm_router

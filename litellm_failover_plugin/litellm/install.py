@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import litellm
+from litellm.router import Router
 from litellm.types.router import Deployment
 
 from ..config import ConfigError, FailoverSettings
@@ -19,7 +19,7 @@ from .translate import build_deployments
 log = logging.getLogger("litellm_failover_plugin")
 
 
-def install(router: litellm.Router, settings: FailoverSettings, store: StateStore | None = None) -> FailoverRunner:
+def install(router: Router, settings: FailoverSettings, store: StateStore | None = None) -> FailoverRunner:
     """Put the routes' deployments and the attempt loop on a router. Idempotent.
 
     `store` holds breaker state (shared through Redis by several replicas); in memory if None.
@@ -42,7 +42,7 @@ def install(router: litellm.Router, settings: FailoverSettings, store: StateStor
     return runner
 
 
-def update(router: litellm.Router, runner: FailoverRunner, settings: FailoverSettings) -> None:
+def update(router: Router, runner: FailoverRunner, settings: FailoverSettings) -> None:
     """Serve new settings (routes changed at run time, or a reload) on a running router.
 
     New deployments are added and changed ones (a rotated key) replaced before the new plans
@@ -57,7 +57,7 @@ def update(router: litellm.Router, runner: FailoverRunner, settings: FailoverSet
     _log_routes("failover routes updated", plans)
 
 
-def _place(router: litellm.Router, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
+def _place(router: Router, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
     deployments = build_deployments(settings, plans)
     ours = {d["model_info"]["id"] for d in deployments}
     for name in plans:
@@ -74,7 +74,7 @@ def _place(router: litellm.Router, settings: FailoverSettings, plans: Mapping[st
             router.upsert_deployment(Deployment(**deployment))  # no-op unless its params changed
 
 
-def is_ours(router: litellm.Router, id: str) -> bool:
+def is_ours(router: Router, id: str) -> bool:
     """A deployment the plugin made for a route (not one of model_list's)."""
     index = router.model_id_to_deployment_index_map.get(id)
     if index is None:
@@ -82,7 +82,7 @@ def is_ours(router: litellm.Router, id: str) -> bool:
     return bool((router.model_list[index].get("model_info") or {}).get("failover_route"))
 
 
-def foreign_model_names(router: litellm.Router) -> frozenset[str]:
+def foreign_model_names(router: Router) -> frozenset[str]:
     """model_list's names: a route may not take one of them."""
     names = set()
     for d in router.model_list:
@@ -99,11 +99,13 @@ def _log_routes(what: str, plans: Mapping[str, RoutePlan]) -> None:
 class _SyncGuard:
     """Routes are async-only: a sync call for a route name fails loudly instead of load balancing."""
 
-    def __init__(self, router: litellm.Router, runner: FailoverRunner) -> None:
+    def __init__(self, router: Router, runner: FailoverRunner) -> None:
         current = vars(router).get("function_with_fallbacks")
         # LiteLLM's own method as the router resolves it (a patched class attribute included),
         # never a guard of an earlier install
-        self._original = current._original if isinstance(current, _SyncGuard) else router.function_with_fallbacks
+        self._original: Callable[..., Any] = (
+            current._original if isinstance(current, _SyncGuard) else router.function_with_fallbacks
+        )
         self._runner = runner
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

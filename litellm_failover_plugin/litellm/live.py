@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import litellm
+from litellm.router import Router
 from redis.exceptions import RedisError
 
 from ..commands import Access, Command, CommandError, Result, execute
@@ -93,7 +93,7 @@ class LiveRoutes:
         self.store = store
         self.clock = clock
         self.runner: FailoverRunner | None = None
-        self.router: litellm.Router | None = None
+        self.router: Router | None = None
         self.sessions: dict[str, Session] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._apply_lock = asyncio.Lock()

@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import litellm
 from litellm.exceptions import ModifyResponseException
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
+from litellm.router import Router
 
 from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command_text, may_run, parse
 from ..config import ConfigError, FailoverSettings, load_section, parse_settings
@@ -46,7 +46,7 @@ _ROUTER_WAIT_S = 300.0
 _ROUTER_POLL_S = 0.05
 
 
-def _live_router() -> litellm.Router | None:
+def _live_router() -> Router | None:
     return adapter.live_router()
 
 
@@ -172,7 +172,7 @@ class FailoverPlugin(CustomLogger):
         down = isinstance(self.store, ResilientStore) and self.store.down
         kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
         queues = {name: w.status() for name, w in self.runner.waiters.items()}
-        out = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
+        out: dict[str, Any] = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
         out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
         if os.environ.get("FAILOVER_DEBUG_TASKS"):  # for leak tests: the proxy's asyncio tasks
             out["tasks"] = len(asyncio.all_tasks())
@@ -377,11 +377,11 @@ def proxy_plugin() -> FailoverPlugin:
 
 
 def attach(
-    router: litellm.Router,
+    router: Router,
     settings: FailoverSettings | dict[str, Any] | str | os.PathLike[str],
     store: StateStore | None = None,
 ) -> FailoverRunner:
-    """Attach failover routes to a `litellm.Router` used from Python (no proxy).
+    """Attach failover routes to a `Router` used from Python (no proxy).
 
     `settings` is a FailoverSettings, the `failover_settings` mapping, or a config.yaml path.
     Afterwards `await router.acompletion(model="<route>", ...)` fails over like the proxy does.

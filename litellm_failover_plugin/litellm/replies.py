@@ -44,7 +44,7 @@ def _completion(info: dict[str, Any], *, stream: bool, logging_obj: Any) -> Any:
         model=model,
         choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": info["reply"]}}],
     )
-    response.usage = litellm.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)  # type: ignore[attr-defined]
+    response.usage = litellm.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
     if not stream:
         return response
     return litellm.CustomStreamWrapper(

@@ -1,4 +1,4 @@
-"""The attempt loop, installed on a live `litellm.Router`.
+"""The attempt loop, installed on a live `Router`.
 
 Every router call (acompletion, aembedding, atext_completion, ...) goes through
 `Router.async_function_with_fallbacks(original_function=<one attempt>, model=..., ...)`.
@@ -22,6 +22,7 @@ from typing import Any
 
 import litellm
 from litellm.proxy._types import ProxyException
+from litellm.router import Router
 
 from ..breaker import (
     Access,
@@ -105,7 +106,7 @@ class FailoverRunner:
 
     def __init__(
         self,
-        router: litellm.Router,
+        router: Router,
         settings: FailoverSettings,
         plans: Mapping[str, RoutePlan],
         store: StateStore | None = None,
@@ -232,7 +233,7 @@ class FailoverRunner:
         except Exception as e:  # the next candidate answered with an error that goes back as is
             log.info("failover stream route=%s: continuation failed: %s", ctx.run.plan.name, type(e).__name__)
             return None
-        return None if got is _EXHAUSTED else got  # type: ignore[no-any-return]
+        return None if got is _EXHAUSTED else got
 
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
@@ -452,8 +453,8 @@ class FailoverRunner:
                     signal = signal_of(failure, counted)
                     if counted:
                         self._observe(id, False, None)
-                    opened = await self.report(id, signal, snap.breakers.get(id), failure.retry_after_s)
-                    if signal is Signal.FAILURE and counted and opened is None:
+                    tripped = await self.report(id, signal, snap.breakers.get(id), failure.retry_after_s)
+                    if signal is Signal.FAILURE and counted and tripped is None:
                         now = self.clock()
                         policy = replace(self.retry_policy, max_retries=candidate.max_retries)
                         left = deadline - now if deadline is not None else None

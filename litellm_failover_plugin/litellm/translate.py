@@ -55,6 +55,7 @@ def _retry_after(exc: BaseException) -> float | None:
         headers = getattr(response, "headers", None)
     if not headers:
         return None
+    seconds: float | None
     try:
         ms = headers.get("retry-after-ms")
         if ms is not None:

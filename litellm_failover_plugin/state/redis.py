@@ -77,7 +77,7 @@ class RedisStore:
                     await pipe.watch(key)
                     old = decode(await pipe.get(key))
                     new = fn(old)
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     if is_clean(new):
                         pipe.delete(key)
                     else:
@@ -116,7 +116,7 @@ class RedisStore:
                     data = message["data"]
                     yield data.decode() if isinstance(data, bytes) else str(data)
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         await self._redis.aclose()

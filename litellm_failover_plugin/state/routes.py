@@ -126,7 +126,7 @@ class RedisRouteStore:
                 try:
                     await pipe.watch(self.key)
                     new = edit(Overlay.from_json(await pipe.get(self.key)))
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(self.key, new.to_json())
                     pipe.publish(self.channel, str(new.version))
                     _, told = await pipe.execute()
@@ -147,7 +147,7 @@ class RedisRouteStore:
                 kind = "routes" if _text(message["channel"]) == self.channel else "session"
                 yield kind, _text(message["data"])
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def announce_reload(self, origin: str) -> None:
         """Tell the other replicas to re-read their own config.yaml."""

@@ -299,7 +299,7 @@ class FakeUpstream:
             self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
             await self._site.start()
             server = self._site._server
-            assert server is not None and server.sockets
+            assert isinstance(server, asyncio.base_events.Server) and server.sockets
             self.port = server.sockets[0].getsockname()[1]
 
         if self._runner is None:
