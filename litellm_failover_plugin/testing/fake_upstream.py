@@ -43,6 +43,8 @@ class Behavior:
     chunk_delay_s: float = 0.0  # between content chunks
     stall_s: float = 120.0  # how long a "stall" lasts (it ends early when the client leaves)
     tool_call: bool = False  # stream a tool call instead of text
+    body: str | None = None  # answer this raw body (with `status`) instead of JSON: HTML, garbage, ""
+    drop: bool = False  # close the connection without answering at all
 
 
 # cut: close the connection; reset: TCP RST; stall: stop sending; malformed: a chunk that is not
@@ -201,6 +203,13 @@ def build_app(state: _State) -> web.Application:
                 await asyncio.sleep(b.delay_s)
         finally:
             state.in_flight -= 1
+        if b.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never sent: the connection is gone
+        if b.body is not None:
+            kind = "application/json" if b.body.lstrip().startswith("{") else "text/html"
+            return web.Response(status=b.status, body=b.body.encode(), content_type=kind)
         if b.status != 200:
             headers = {}
             if b.retry_after_s is not None:
