@@ -59,11 +59,11 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
 
 @pytest.fixture
 def client(proxy: ProxyProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-anything", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=proxy.master_key, max_retries=0, timeout=60)
 
 
 def status(proxy: ProxyProcess) -> dict[str, Any]:
-    r = httpx.get(f"{proxy.url}/failover/status", headers={"Authorization": "Bearer sk-anything"}, timeout=10)
+    r = httpx.get(f"{proxy.url}/failover/status", headers=proxy.headers, timeout=10)
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]
 
@@ -180,8 +180,14 @@ def test_a_primary_that_always_breaks_mid_stream_loses_its_traffic(
     assert [r.key for r in upstream.received] == [B1]
 
 
-def test_no_leaks_after_100_interrupted_streams(upstream: FakeUpstream) -> None:
-    """Its own proxy, breakers off, so that every one of the 100 streams reaches a faulty upstream."""
+def test_no_leaks_after_100_interrupted_streams() -> None:
+    """Its own proxy and upstream (the connection count is this proxy's alone), breakers off, so
+    that every one of the 100 streams reaches a faulty upstream."""
+    with FakeUpstream("leaks") as upstream:
+        _no_leaks(upstream)
+
+
+def _no_leaks(upstream: FakeUpstream) -> None:
     config = {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
         "failover_settings": {
@@ -195,7 +201,7 @@ def test_no_leaks_after_100_interrupted_streams(upstream: FakeUpstream) -> None:
         },
     }
     with ProxyProcess(config, env={"FAILOVER_DEBUG_TASKS": "1"}) as proxy:
-        client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-anything", max_retries=0, timeout=60)
+        client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=proxy.master_key, max_retries=0, timeout=60)
         stream(client, "leak-err")  # warm up
         time.sleep(1)
         before = status(proxy)["tasks"]
