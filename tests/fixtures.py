@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from litellm_failover_plugin.testing import FakeUpstream
+from litellm_failover_plugin.testing import FakeUpstream, free_port
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +29,11 @@ def backends(upstream: FakeUpstream, alpha: tuple[str, ...] = ("a1",), beta: tup
         for name, keys in (("alpha", alpha), ("beta", beta))
         if keys
     }
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 for a whole test module."""
+    server = RedisServer(free_port()).start()
+    yield server
+    server.close()

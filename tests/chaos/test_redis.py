@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess, free_port
+from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -143,13 +143,6 @@ def report(load: Load, fault: str, t_fault: float, t_back: float) -> Report:
         median(settled) - healthy_p50 if settled else 0.0,
         sum(s.status != 200 for s in load.after(t_back)),
     )
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port()).start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_failover_plugin.testing import FakeUpstream, ProxyProcess, free_port
+from litellm_failover_plugin.testing import FakeUpstream, ProxyProcess
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 MASTER_KEY = "sk-master-replicas"
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port()).start()
-    yield server
-    server.close()
 
 
 def config(upstream: FakeUpstream, redis_url: str) -> dict[str, Any]:

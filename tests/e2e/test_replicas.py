@@ -13,19 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess, free_port
+from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 COOLDOWN_S = 3
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port()).start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
