@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+import openai
 from litellm.router import Router
 
 from ..config import ConfigError
@@ -358,3 +359,46 @@ def cancel_on_disconnect() -> bool:
     settings["cancel_on_disconnect"] = True
     log.info("failover queue: turned on general_settings.cancel_on_disconnect (a client that leaves, leaves the queue)")
     return True
+
+
+# --- embeddings: one attempt, one call ---------------------------------------------------------
+
+
+class _NoRetryOpenAI(openai.AsyncOpenAI):
+    """An OpenAI client that never retries, whatever is set on it later."""
+
+    @property  # type: ignore[override,unused-ignore]
+    def max_retries(self) -> int:
+        return 0
+
+    @max_retries.setter
+    def max_retries(self, value: int) -> None:
+        pass  # LiteLLM's embedding handler sets `max_retries or 2` on the client it is given
+
+
+_embedding_clients: dict[str, tuple[tuple[Any, ...], openai.AsyncOpenAI]] = {}
+
+
+def embedding_client(router: Router, deployment_id: str) -> openai.AsyncOpenAI | None:
+    """The client for one route deployment's embedding calls, or None to leave LiteLLM's.
+
+    LiteLLM's OpenAI embedding handler turns a deployment's `max_retries: 0` into its default of
+    2 (`max_retries or DEFAULT_MAX_RETRIES`), so a failing attempt would cost three upstream
+    calls; a client that cannot be told to retry keeps it at one. OpenAI-style providers only."""
+    deployment = router.get_deployment(model_id=deployment_id)
+    if deployment is None:
+        return None
+    p = deployment.litellm_params
+    if not str(p.model).startswith("openai/"):
+        return None
+    api_key = p.api_key
+    timeout = p.timeout if isinstance(p.timeout, (int, float)) else None
+    identity = (api_key, p.api_base, timeout, p.organization)
+    cached = _embedding_clients.get(deployment_id)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    client = _NoRetryOpenAI(
+        api_key=api_key or "none", base_url=p.api_base, organization=p.organization, timeout=timeout or 600.0, max_retries=0
+    )
+    _embedding_clients[deployment_id] = (identity, client)
+    return client

@@ -425,6 +425,10 @@ class FailoverRunner:
             while True:
                 call_kwargs = dict(kwargs)
                 call_kwargs["model"] = id
+                if getattr(original_function, "__name__", "") == "_aembedding":
+                    client = adapter.embedding_client(self.router, id)  # one attempt, one call
+                    if client is not None:
+                        call_kwargs["client"] = client
                 t0 = self.clock()
                 opened: Opened | None = None
                 try:

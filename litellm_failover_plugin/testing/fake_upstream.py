@@ -224,6 +224,21 @@ def build_app(state: _State) -> web.Application:
         finally:
             state.streaming -= 1
 
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        model = str(body.get("model", ""))
+        state.received.append(Received(key, model, False, time.time(), str(body.get("input", ""))))
+        b = state.by_key.get(key, state.default)
+        if b.status != 200:
+            error = {"message": b.message or f"{state.name} says {b.status}", "type": b.error_type}
+            return web.json_response({"error": error}, status=b.status)
+        inputs = body.get("input")
+        n = len(inputs) if isinstance(inputs, list) else 1
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)]
+        usage = {"prompt_tokens": n, "total_tokens": n}
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
+
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
 
@@ -248,6 +263,7 @@ def build_app(state: _State) -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/_control", control)
     app.router.add_get("/_requests", requests_)

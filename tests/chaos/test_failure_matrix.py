@@ -64,3 +64,12 @@ def test_every_upstream_fault_is_replaced_with_one_call_each(proxy: ProxyProcess
     rows = httpx.get(f"{proxy.url}/failover/status", headers=proxy.headers).json()["deployments"]
     a1 = next(x for x in rows if x["route"] == route and x["key"] == "a1")
     assert (a1["failures"], a1["calls"]) == (1, 1), a1
+
+
+def test_an_embedding_fails_over_with_one_call_each(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    """LiteLLM's embedding handler retried inside an attempt (three calls): one, as for chat."""
+    upstream.set(**{A1: Behavior(503)})
+    r = httpx.post(f"{proxy.url}/v1/embeddings", json={"model": "r0", "input": ["hi"]}, headers=proxy.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-failover-backend"] == "beta" and len(r.json()["data"]) == 1
+    assert [x.key for x in upstream.received] == [A1, B1]
