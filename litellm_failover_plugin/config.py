@@ -105,11 +105,48 @@ DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
 
 
+class KeyEndpoint(_Model):
+    """Where one key's calls go when it differs from its backend (Azure and other regional
+    deployments have one endpoint per key)."""
+
+    api_base: str | None = None
+    api_version: str | None = None
+    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: check_litellm_params(v))] = Field(default_factory=dict)
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for forbidden in ("model", "api_key"):
+            if forbidden in value:
+                raise ValueError(f"{forbidden!r} is set by the plugin; use the key's 'key' instead")
+        return value
+
+
 class Backend(_Model):
     provider: str = Field(min_length=1)
     api_base: str | None = None
     api_keys: dict[str, SecretStr]
     litellm_params: dict[str, Any] = Field(default_factory=dict)
+    key_endpoints: dict[str, KeyEndpoint] = Field(default_factory=dict)  # from api_keys' mapping form
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_mappings(cls, data: Any) -> Any:
+        """A key may be a mapping: {key: os.environ/AZ_EAST, api_base: ..., api_version: ..., litellm_params: {...}}."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("api_keys"), Mapping):
+            return data
+        keys: dict[str, Any] = {}
+        endpoints: dict[str, Any] = dict(data.get("key_endpoints") or {})
+        for name, raw in data["api_keys"].items():
+            if isinstance(raw, Mapping):
+                raw = dict(raw)
+                if not raw.get("key"):
+                    raise ValueError(f"api_keys.{name}: a key written as a mapping needs 'key', e.g. key: os.environ/AZ_EAST")
+                keys[name] = raw.pop("key")
+                endpoints[str(name)] = raw
+            else:
+                keys[name] = raw
+        return {**data, "api_keys": keys, "key_endpoints": endpoints}
 
     @field_validator("api_keys", mode="before")
     @classmethod

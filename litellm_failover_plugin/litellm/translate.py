@@ -169,6 +169,13 @@ def build_deployments(settings: FailoverSettings, plans: Mapping[str, RoutePlan]
                 params["api_base"] = backend.api_base
             params.update(backend.litellm_params)
             params.update(route.elements[c.element_index].litellm_params)
+            endpoint = backend.key_endpoints.get(c.key)
+            if endpoint is not None:  # this key's own endpoint (Azure regions): it wins
+                if endpoint.api_base:
+                    params["api_base"] = endpoint.api_base
+                if endpoint.api_version:
+                    params["api_version"] = endpoint.api_version
+                params.update(endpoint.litellm_params)
             # one attempt is one upstream call: no SDK retries, no litellm retries inside it
             params["max_retries"] = 0
             params.pop("num_retries", None)

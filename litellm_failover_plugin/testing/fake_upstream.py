@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible upstream on 127.0.0.1, for tests, the demo and the benchmarks.
 
-It answers `/v1/chat/completions` (plain and streamed) in well under a millisecond, records
+It answers `/v1/chat/completions` (plain and streamed), `/v1/embeddings`, Azure-style
+`/openai/deployments/<name>/...` and Anthropic-style `/v1/messages` in well under a millisecond, records
 every request it receives (key, model, stream, time), and does what it is told per API key:
 answer, fail with a status, or wait. It can stop listening and listen again on the same port,
 which is what a scaled-down model server looks like to a client (connection refused).
@@ -185,12 +186,18 @@ async def _fault(request: web.Request, resp: web.StreamResponse, b: Behavior, na
     return resp
 
 
+def _key_of(request: web.Request) -> str:
+    """The API key, however the provider sends it: OpenAI's bearer, Azure's api-key, Anthropic's x-api-key."""
+    bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bearer or request.headers.get("api-key", "") or request.headers.get("x-api-key", "")
+
+
 def build_app(state: _State) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        auth = request.headers.get("Authorization", "")
-        key = auth.removeprefix("Bearer ").strip()
-        model = str(body.get("model", ""))
+        key = _key_of(request)
+        # Azure-style paths name the deployment in the URL, not the body
+        model = str(body.get("model") or request.match_info.get("deployment", ""))
         stream = bool(body.get("stream"))
         messages = body.get("messages") or [{}]
         prompt = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
@@ -226,8 +233,8 @@ def build_app(state: _State) -> web.Application:
 
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
-        key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        model = str(body.get("model", ""))
+        key = _key_of(request)
+        model = str(body.get("model") or request.match_info.get("deployment", ""))
         state.received.append(Received(key, model, False, time.time(), str(body.get("input", ""))))
         b = state.by_key.get(key, state.default)
         if b.status != 200:
@@ -238,6 +245,35 @@ def build_app(state: _State) -> web.Application:
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)]
         usage = {"prompt_tokens": n, "total_tokens": n}
         return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
+
+    async def messages(request: web.Request) -> web.Response:
+        """Anthropic's /v1/messages (not streamed)."""
+        body = await request.json()
+        key = _key_of(request)
+        model = str(body.get("model", ""))
+        turns = body.get("messages") or [{}]
+        prompt = str(turns[-1].get("content", "")) if isinstance(turns[-1], dict) else ""
+        state.received.append(Received(key, model, bool(body.get("stream")), time.time(), prompt, list(turns)))
+        b = state.by_key.get(key, state.default)
+        if b.delay_s:
+            await asyncio.sleep(b.delay_s)
+        if b.status != 200:
+            error = {"type": "error", "error": {"type": "api_error", "message": b.message or f"{state.name} says {b.status}"}}
+            return web.json_response(error, status=b.status)
+        if body.get("stream"):
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error", "message": "the fake upstream does not stream Anthropic messages"}}, status=400)
+        return web.json_response(
+            {
+                "id": f"msg_{state.name}_{time.monotonic_ns()}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": f"Hello from {state.name}"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 5, "output_tokens": 3},
+            }
+        )
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
@@ -264,6 +300,9 @@ def build_app(state: _State) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat)  # Azure
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", embeddings)
+    app.router.add_post("/v1/messages", messages)  # Anthropic
     app.router.add_get("/v1/models", models)
     app.router.add_post("/_control", control)
     app.router.add_get("/_requests", requests_)

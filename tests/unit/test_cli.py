@@ -38,3 +38,11 @@ def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
     for var in ("OPENAI_KEY_MAIN", "OPENAI_KEY_SPARE", "OPENROUTER_KEY"):
         monkeypatch.setenv(var, "sk-example")
     assert main(["check", "--config", str(CONFIGS / "example.yaml")]) == 0
+
+
+def test_shipped_providers_config_is_valid(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ("OPENAI_KEY_MAIN", "OPENAI_KEY_SPARE", "AZURE_KEY_EAST", "AZURE_KEY_WEST", "ANTHROPIC_KEY", "OPENROUTER_KEY"):
+        monkeypatch.setenv(var, f"sk-{var.lower()}")
+    assert main(["check", "--config", str(CONFIGS / "providers.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "azure:gpt-4o key east" in out and "azure:gpt-4o key west" in out and "sk-" not in out
