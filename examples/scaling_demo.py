@@ -36,6 +36,7 @@ from pathlib import Path
 import openai
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -115,6 +116,12 @@ class Stats:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
+class ScaleCommandFailed(Exception):
+    def __init__(self, cmd: str, returncode: int) -> None:
+        super().__init__(f"{cmd!r} exited {returncode}")
+        self.returncode = returncode
+
+
 class Schedule:
     """When to scale the primary down and up, and how (our own process, or the user's commands)."""
 
@@ -127,10 +134,14 @@ class Schedule:
         self.state = "up"
 
     def _run(self, cmd: str) -> None:
+        """Run a scale command, show what it printed; a failing one stops the demo with its status."""
         self.say.print(f"[dim]$ {cmd}[/dim]")
         done = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=120)
+        for stream in (done.stdout, done.stderr):
+            for line in stream.rstrip().splitlines():
+                self.say.print(f"[dim]  | {escape(line)}[/dim]", highlight=False)
         if done.returncode != 0:
-            self.say.print(f"[yellow]command exited {done.returncode}: {done.stderr.strip()[:200]}[/yellow]")
+            raise ScaleCommandFailed(cmd, done.returncode)
 
     def tick(self, elapsed: float) -> None:
         if self.down_at is not None and self.state == "up" and elapsed >= self.down_at:
@@ -154,8 +165,8 @@ def banner(console: Console, text: str, style: str) -> None:
     console.print(Text(f"{rule}\n[!] {text}\n{rule}", style=style))
 
 
-def breakers(client: openai.OpenAI) -> str:
-    """Breaker state per key and queue lengths, from the plugin's GET /failover/status."""
+def breakers(client: openai.OpenAI, route: str) -> str:
+    """Breaker state per backend:key of the route and its queue, from GET /failover/status."""
     try:
         url = str(client.base_url).removesuffix("/v1/") + "/failover/status"
         r = client._client.get(url, headers={"Authorization": f"Bearer {client.api_key}"}, timeout=2)
@@ -163,11 +174,13 @@ def breakers(client: openai.OpenAI) -> str:
     except Exception:
         return ""
     marks = {"closed": "ok", "open": "OPEN", "half_open": "probe"}
-    rows = status.get("deployments") or []
-    text = "  breakers: " + " ".join(f"{row['key']}={marks.get(row['state'], row['state'])}" for row in rows)
-    queues = status.get("queues") or {}
-    if queues:
-        text += "  queued: " + " ".join(f"{name}={q['length']}" for name, q in queues.items())
+    rows = [row for row in status.get("deployments") or [] if row.get("route") == route]
+    text = "  breakers: " + " ".join(
+        f"{row['backend']}:{row['key']}={marks.get(row['state'], row['state'])}" for row in rows
+    )
+    queue = (status.get("queues") or {}).get(route)
+    if queue:
+        text += f"  queued: {queue['length']}"
     return text if rows else ""
 
 
@@ -182,12 +195,12 @@ def status_line(stats: Stats, schedule: Schedule, breaker_text: str = "") -> Tex
     )
 
 
-def send(client: openai.OpenAI, n: int, stats: Stats, console: Console, primary_backend: str) -> None:
+def send(client: openai.OpenAI, n: int, stats: Stats, console: Console, primary_backend: str, route: str) -> None:
     t0 = time.monotonic()
     stamp = datetime.now().strftime("%H:%M:%S")
     try:
         raw = client.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": f"Say hi ({n})"}], max_tokens=16
+            model=route, messages=[{"role": "user", "content": f"Say hi ({n})"}], max_tokens=16
         )
         completion = raw.parse()
     except openai.APIError as e:
@@ -213,7 +226,7 @@ def send(client: openai.OpenAI, n: int, stats: Stats, console: Console, primary_
         banner(console, f"RECOVERED: back to {primary_backend}", "bold green")
     label = "[bold green]✓ PRIMARY[/bold green]" if on_primary else "[bold yellow]✓ FALLBACK[/bold yellow]"
     if not console.is_terminal:  # no live status line: say what the breakers are doing inline
-        label += breakers(client)
+        label += breakers(client, route)
     served = f"{backend}:{raw.headers.get('x-failover-model', '?')} key {raw.headers.get('x-failover-key', '?')}"
     attempts = raw.headers.get("x-failover-attempts", "?")
     text = (completion.choices[0].message.content or "").strip()
@@ -246,9 +259,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--proxy-url", help="use this running proxy instead of starting one (and its upstreams)")
     p.add_argument(
         "--api-key",
-        default=os.environ.get("LITELLM_MASTER_KEY"),
-        help="with --proxy-url: a key of that proxy (default: $LITELLM_MASTER_KEY)",
+        default=os.environ.get("LITELLM_API_KEY") or os.environ.get("LITELLM_MASTER_KEY"),
+        help="with --proxy-url: a key of that proxy (default: $LITELLM_API_KEY, else $LITELLM_MASTER_KEY)",
     )
+    p.add_argument("--route", default="chat", help="the failover route to send to (default: chat)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="proxy config to start with (default: configs/demo.yaml)")
     p.add_argument("--proxy-port", type=int, default=4010)
     p.add_argument("--primary-port", type=int, default=9101, help="must match the config's primary api_base")
@@ -276,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     started: list[object] = []
     primary: UpstreamProcess | None = None
+    failed_command = 0
     stats = Stats()
 
     def stop_on_term(*_: object) -> None:
@@ -305,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         client = openai.OpenAI(base_url=f"{proxy_url.rstrip('/')}/v1", api_key=api_key, max_retries=0, timeout=30)
         console.print("=" * 70)
         console.print("LiteLLM failover demo")
-        console.print(f"  Proxy: {proxy_url}   Route: chat   Interval: {args.interval}s   Duration: {args.duration}s")
+        console.print(f"  Proxy: {proxy_url}   Route: {args.route}   Interval: {args.interval}s   Duration: {args.duration}s")
         if schedule.down_at is not None:
             console.print(f"  Outage: primary down at t={schedule.down_at:.0f}s for {args.outage_for:.0f}s")
         else:
@@ -317,12 +332,15 @@ def main(argv: list[str] | None = None) -> int:
             while (elapsed := time.monotonic() - stats.started) < args.duration:
                 schedule.tick(elapsed)
                 n += 1
-                send(client, n, stats, console, args.primary_backend)
-                live.update(status_line(stats, schedule, breakers(client)), refresh=True)
+                send(client, n, stats, console, args.primary_backend, args.route)
+                live.update(status_line(stats, schedule, breakers(client, args.route)), refresh=True)
                 next_at = stats.started + n * args.interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
     except KeyboardInterrupt:
         console.print("\n[*] stopped")
+    except ScaleCommandFailed as e:
+        console.print(f"[bold red][!] the scale command failed, stopping: {e}[/bold red]")
+        failed_command = e.returncode
     finally:
         for thing in reversed(started):
             thing.stop()  # type: ignore[attr-defined]
@@ -332,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         f"failovers={stats.failovers} recoveries={stats.recoveries}",
         flush=True,
     )
+    if failed_command:
+        return failed_command
     return 0 if stats.failed == 0 else 1
 
 
