@@ -118,15 +118,19 @@ def test_continue_mode_finishes_the_answer_on_the_next_candidate(
     text, last, error, took, _ = stream(client, f"cont-{fault}")
     print(f"\ncontinue mode, {fault}: client got {text!r}, error={error}; stream ended after {took:.2f}s")
     assert error is None
-    assert text == "One two three four"  # one answer, one [DONE]
+    continued = upstream.received[1].messages if len(upstream.received) > 1 else []
+    prefill = continued[len(PROMPT)]["content"] if len(continued) > len(PROMPT) else None
+    # the chunk an upstream writes just before it cuts the connection may never reach the proxy;
+    # the continuation starts from what the client really has: nothing lost, nothing repeated
+    assert prefill in ("One two ", "One "), continued
+    assert text == prefill + "three four"  # one answer, one [DONE]
     served = last.model_extra["provider_specific_fields"]["failover"]
     assert (served["backend"], served["key"], served["continuations"]) == ("beta", "b1", 1)
     assert [p["outcome"] for p in served["parts"]] == [{"reset": "cut", "no_finish": "unfinished"}.get(fault, fault), "complete"]
     assert last.usage.completion_tokens > 2  # the continuation's 2 plus the first part's
     assert [r.key for r in upstream.received] == [A1, B1]
-    continued = upstream.received[1].messages
     assert continued[: len(PROMPT)] == PROMPT
-    assert continued[len(PROMPT)] == {"role": "assistant", "content": "One two "}
+    assert continued[len(PROMPT)] == {"role": "assistant", "content": prefill}
     assert continued[-1]["role"] == "user" and "Continue" in continued[-1]["content"]
     d = deployment(proxy, f"cont-{fault}/alpha:gpt-x/a1")
     assert (d["failures"], d["success_rate"]) == (1, 0.0)
