@@ -22,6 +22,12 @@ def deployment_id(route: str, element: str, key: str) -> str:
     return f"{route}/{element}/{key}"
 
 
+def health_id(element: str, key: str) -> str:
+    """Where the health of one (backend:model, key) is kept: its breaker, stats and probes. Every
+    route that uses the key shares it (a route's deployment ids stay apart, for LiteLLM)."""
+    return f"{element}/{key}"
+
+
 def placeholder_id(route: str) -> str:
     """The deployment that keeps a route with no elements a known model name (never called)."""
     return f"{route}/(no elements)"
@@ -34,7 +40,8 @@ class Candidate:
     backend: str
     model: str
     key: str  # the key's name, never its value
-    deployment_id: str
+    deployment_id: str  # LiteLLM's id of this route's deployment of the key
+    health_id: str  # the key's breaker, stats and probes: shared by every route using it
     element_index: int
     falls_over: Conditions  # failures of this candidate that move on to the next one
     catch: Conditions | None  # only try this candidate after a failure matching these
@@ -75,6 +82,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     model=e.model,
                     key=keys[ei][ki],
                     deployment_id=deployment_id(name, e.element, keys[ei][ki]),
+                    health_id=health_id(e.element, keys[ei][ki]),
                     element_index=ei,
                     falls_over=settings.conditions_for(name, e),
                     catch=e.catch,

@@ -73,10 +73,11 @@ _EXHAUSTED = object()
 
 @dataclass
 class Snapshot:
-    unavailable: dict[str, Outcome]
-    breakers: dict[str, Breaker]
-    due: set[str]  # open deployments whose single probe may be taken now
+    unavailable: dict[str, Outcome]  # by deployment id (what FailoverRun skips)
+    breakers: dict[str, Breaker]  # by health id: the keys' breakers as read
+    due: set[str]  # health ids of open keys whose single probe may be taken now
     next_due: float | None  # when the earliest unavailable candidate becomes callable again
+
 Step = Callable[[Breaker], tuple[Breaker, "Transition | None"]]
 
 
@@ -123,7 +124,7 @@ class FailoverRunner:
         self._redact = Redactor([])
         self._original = router.async_function_with_fallbacks
         self.restore: Callable[[], None] | None = None  # puts the routes' deployments back on the router
-        self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
+        self.stats: dict[str, Stats] = {}  # by health id: this replica's own view, for scores and status
         self.waiters: dict[str, RouteWaiter] = {}
         self.generation = 0  # bumped by every update; a request keeps the plan it started with
         self._running: Counter[int] = Counter()  # requests in flight, by the generation they started in
@@ -155,6 +156,10 @@ class FailoverRunner:
             waiters[name] = kept if kept is not None and kept.settings == q else RouteWaiter(name, q, lambda: self.clock())
         self.waiters = waiters
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
+        # health id -> the deployment ids of that key, in every route (one breaker, many deployments)
+        self.deployments_of: dict[str, list[str]] = {}
+        for c in self.candidates.values():
+            self.deployments_of.setdefault(c.health_id, []).append(c.deployment_id)
         self.costs = {i: _cost_per_token(settings, c) for i, c in self.candidates.items()}
         self.weights = {
             name: Weights(**settings.routes[name].weights.model_dump())
@@ -189,7 +194,8 @@ class FailoverRunner:
                 continue
             for id in ids - current:
                 self.router.delete_deployment(id=id)
-                self.stats.pop(id, None)
+        for hid in set(self.stats) - set(self.deployments_of):  # keys no route uses any more
+            del self.stats[hid]
         self._retiring = keep
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -216,7 +222,8 @@ class FailoverRunner:
     def ranked(self, plan: RoutePlan) -> RoutePlan:
         """A scored route's candidates by priority, then latency, reliability and cost."""
         c = plan.candidates
-        order = rank(plan.deployment_ids, c, [x.priority for x in c], self.stats, self.costs, self.weights[plan.name])
+        stats = {x.deployment_id: s for x in c if (s := self.stats.get(x.health_id)) is not None}
+        order = rank(plan.deployment_ids, c, [x.priority for x in c], stats, self.costs, self.weights[plan.name])
         return replace(plan, candidates=tuple(order))
 
     def stream_timeouts(self, c: Candidate) -> Timeouts:
@@ -239,7 +246,7 @@ class FailoverRunner:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
 
     async def cooling_down(self, ids: list[str]) -> dict[str, float]:
-        """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
+        """LiteLLM's active cooldowns among deployment `ids`: id -> when it ends (epoch seconds)."""
         out: dict[str, float] = {}
         cap = self.clock() + self.breaker.max_cooldown_s
         for i, (until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
@@ -249,31 +256,45 @@ class FailoverRunner:
             out[i] = min(until, cap) if math.isfinite(until) else cap  # a Retry-After of years is capped
         return out
 
+    async def keys_cooling_down(self, hids: Iterable[str]) -> dict[str, float]:
+        """LiteLLM's cooldowns by key: health id -> when the last cooldown of any of its
+        deployments (in any route) ends. LiteLLM cools deployments; the key is what is down."""
+        ids = [d for h in hids for d in self.deployments_of.get(h, ())]
+        out: dict[str, float] = {}
+        for id, until in (await self.cooling_down(ids)).items():
+            hid = self.candidates[id].health_id
+            out[hid] = max(out.get(hid, until), until)
+        return out
+
     async def _snapshot(self, plan: RoutePlan) -> Snapshot:
-        """What to skip and why, the breakers as read, which are due a probe, and when the
-        earliest unavailable candidate becomes callable again."""
-        ids = list(plan.deployment_ids)
-        cooling = await self.cooling_down(ids)
-        snap = Snapshot(dict.fromkeys(cooling, Outcome.SKIPPED_COOLDOWN), {}, set(), min(cooling.values(), default=None))
+        """What to skip and why, the keys' breakers as read, which are due a probe, and when
+        the earliest unavailable candidate becomes callable again."""
+        cands = plan.candidates
+        hids = [c.health_id for c in cands]
+        cooling = await self.keys_cooling_down(hids)
+        unavailable = {c.deployment_id: Outcome.SKIPPED_COOLDOWN for c in cands if c.health_id in cooling}
+        snap = Snapshot(unavailable, {}, set(), min(cooling.values(), default=None))
         if not self.breaker_on:
             return snap
         now = self.clock()
-        for id, b in zip(ids, await self.store.get_many(ids), strict=False):
-            if id in cooling and b.state is State.CLOSED:
-                b = await self.adopt(id, cooling[id], now)
-            snap.breakers[id] = b
+        for c, b in zip(cands, await self.store.get_many(hids), strict=False):
+            hid = c.health_id
+            if hid in cooling and b.state is State.CLOSED:
+                b = await self.adopt(hid, cooling[hid], now)
+            snap.breakers[hid] = b
             verdict = access(b, now)
             if verdict is Access.SKIP:
-                snap.unavailable.setdefault(id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
+                snap.unavailable.setdefault(c.deployment_id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
                 t = max(b.open_until, b.probe_until)
                 snap.next_due = t if snap.next_due is None else min(snap.next_due, t)
             elif verdict is Access.PROBE:
-                snap.unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
-                snap.due.add(id)
+                snap.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
+                snap.due.add(hid)
         return snap
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
-        """Apply one breaker step atomically in the store; log the state change it made, if any."""
+        """Apply one step to a key's breaker (`id`: its health id) atomically in the store; log
+        the state change it made, if any."""
         made: list[Transition] = []
 
         def apply(b: Breaker) -> Breaker:
@@ -287,12 +308,12 @@ class FailoverRunner:
         return new, made[0] if made else None
 
     async def adopt(self, id: str, until: float, now: float) -> Breaker:
-        """Open a closed breaker for as long as LiteLLM cools the deployment down."""
+        """Open a key's closed breaker for as long as LiteLLM cools one of its deployments down."""
         new, _ = await self._change(id, lambda b: adopt_cooldown(b, until, now))
         return new
 
     async def take_probe(self, id: str) -> bool:
-        """Claim the single half-open probe of a deployment (across replicas with Redis)."""
+        """Claim the single half-open probe of a key (across routes, and replicas with Redis)."""
         now = self.clock()
 
         def take(b: Breaker) -> Breaker:
@@ -307,7 +328,8 @@ class FailoverRunner:
     async def report(
         self, id: str, signal: Signal, seen: Breaker | None, retry_after_s: float | None = None
     ) -> Transition | None:
-        """Feed one call's outcome to the breaker; a no-op success costs no store write."""
+        """Feed one call's outcome to its key's breaker (`id`: the health id); a no-op success
+        costs no store write. A recovery clears LiteLLM's cooldowns of every deployment of the key."""
         if not self.breaker_on:
             return None
         if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
@@ -315,32 +337,45 @@ class FailoverRunner:
         now = self.clock()
         _, t = await self._change(id, lambda b: record(b, signal, now, self.breaker, retry_after_s))
         if t is not None and t.new is State.CLOSED:
-            await self.clear_cooldown(id)
+            await self.clear_cooldowns(id)
             await self.recovered(id)
         return t
 
-    async def recovered(self, id: str, *, tell_others: bool = True) -> None:
-        """A deployment is back: wake the queues of the routes it serves (on every replica)."""
+    def routes_of(self, id: str) -> list[str]:
+        """The routes that use a key (`id`: its health id; a deployment id names its own route)."""
         c = self.candidates.get(id)
-        waiter = self.waiters.get(c.route) if c is not None else None
-        if waiter is not None:
-            await waiter.recovered()
+        if c is not None:  # a deployment id (a notice from a replica of an older version)
+            return [c.route]
+        return sorted({self.candidates[d].route for d in self.deployments_of.get(id, ())})
+
+    async def recovered(self, id: str, *, tell_others: bool = True) -> None:
+        """A key is back (`id`: its health id): wake the queues of every route that uses it
+        (on every replica)."""
+        for route in self.routes_of(id):
+            waiter = self.waiters.get(route)
+            if waiter is not None:
+                await waiter.recovered()
         publish = getattr(self.store, "publish_recovery", None)
         if tell_others and publish is not None and self.waiters:
             await publish(id)
 
     async def clear_cooldown(self, id: str) -> None:
-        """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
+        """Take one deployment out of LiteLLM's cooldown (`id`: its deployment id)."""
         await adapter.clear_cooldown(self.router, id)
 
+    async def clear_cooldowns(self, hid: str) -> None:
+        """A probe just proved a key alive: LiteLLM's cooldown timers of its deployments, in
+        every route, must not keep it out."""
+        for id in self.deployments_of.get(hid, ()):
+            await self.clear_cooldown(id)
+
     def log_transition(self, id: str, t: Transition) -> None:
-        c = self.candidates.get(id)
         level = logging.WARNING if t.new is State.OPEN else logging.INFO
         log.log(
             level,
-            "failover breaker deployment=%s key=%s %s -> %s reason=%s",
+            "failover breaker key=%s routes=%s %s -> %s reason=%s",
             id,
-            c.key if c else "?",
+            ",".join(self.routes_of(id)) or "?",
             t.old.value,
             t.new.value,
             t.reason,
@@ -415,8 +450,8 @@ class FailoverRunner:
         plan = run.plan
         stream = kwargs.get("stream") is True
         for candidate in run.candidates():
-            id = candidate.deployment_id
-            if id in snap.due and not await self.take_probe(id):
+            id, hid = candidate.deployment_id, candidate.health_id
+            if hid in snap.due and not await self.take_probe(hid):
                 run.skipped(candidate, Outcome.SKIPPED_OPEN)
                 continue
             if not self._extra_call_allowed(run):
@@ -452,8 +487,8 @@ class FailoverRunner:
                     counted = falls_over(failure, candidate.falls_over)
                     signal = signal_of(failure, counted)
                     if counted:
-                        self._observe(id, False, None)
-                    tripped = await self.report(id, signal, snap.breakers.get(id), failure.retry_after_s)
+                        self._observe(hid, False, None)
+                    tripped = await self.report(hid, signal, snap.breakers.get(hid), failure.retry_after_s)
                     if signal is Signal.FAILURE and counted and tripped is None:
                         now = self.clock()
                         policy = replace(self.retry_policy, max_retries=candidate.max_retries)
@@ -477,8 +512,8 @@ class FailoverRunner:
                     )
                     break
                 if opened is None:  # a supervised stream reports when it ends
-                    self._observe(id, True, (self.clock() - t0) * 1000)
-                    await self.report(id, Signal.SUCCESS, snap.breakers.get(id))
+                    self._observe(hid, True, (self.clock() - t0) * 1000)
+                    await self.report(hid, Signal.SUCCESS, snap.breakers.get(hid))
                 run.succeeded(candidate)
                 if opened is not None and continuing is not None:
                     return opened, candidate
