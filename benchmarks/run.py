@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from decision import measure as measure_decisions
+from herd import HERD
+from herd import measure as measure_herd
 from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, overhead_ms, ttft
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
@@ -419,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     plugin, plain = asyncio.run(bench(args.seconds, args.rounds, args.concurrency, args.cycles, say))
     say.print("[decision] timing the pure core")
     decisions = measure_decisions(rounds=args.decision_rounds)
+    say.print(f"[herd] {HERD} requests at once at a primary that just died, with and without herd control")
+    herd = measure_herd()
 
     results: dict[str, Any] = {
         "healthy_ratio": paired(plugin.healthy, plain.healthy),
@@ -430,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         "native_recovery_s": round(plain.median_recovery_s, 2) if plain.median_recovery_s is not None else None,
         "decision_us_p99": decisions["typical"],
         "decision_worst_us_p99": decisions["worst"],
+        "herd_failed_calls": herd["herd_failed_calls"],
+        "herd": herd,
         "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
         "stream_ttft_overhead_ms": round(overhead_ms(plugin.ttft_ms, plain.ttft_ms), 2),
@@ -457,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
             "the median healthy sequential latency, minus a refused connect to the dead port",
             "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
             "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
+            "herd_failed_calls": f"{HERD} requests sent together (in-process router) to a route whose primary "
+            "answers 503 after 0.2 s and has failed one call: every call the primary failed, that one included; "
+            "herd.at_death: the same with no failure seen yet (calls already started cannot be taken back); "
+            "without_herd_control: breaker.max_in_flight_while_failing 0, the plugin before herd control",
             "midstream_recovery_s": f"continue mode, the primary cuts every stream after {CUT_AFTER} tokens: median "
             "seconds from the last token before the cut to the next token on the client, one request per route",
         },
@@ -502,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         f"healthy_ratio (plugin / plain) = {results['healthy_ratio']}   outage_ratio = {results['outage_ratio']}   "
         f"native_outage_ratio = {results['native_outage_ratio']}\n"
         f"decision p99 (typical) = {decisions['typical']} us   worst = {decisions['worst']} us\n"
+        f"herd_failed_calls = {herd['herd_failed_calls']} of {HERD} "
+        f"(without herd control: {herd['after_first_failure']['without_herd_control']})\n"
         f"stream_ttft_overhead_ms = {results['stream_ttft_overhead_ms']} (p50 {results['stream_ttft_p50_ms']})   "
         f"midstream_recovery_s = {results['midstream_recovery_s']}"
     )

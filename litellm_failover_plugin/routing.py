@@ -102,6 +102,7 @@ class Outcome(enum.Enum):
     SKIPPED_COOLDOWN = "skipped_cooldown"  # LiteLLM has it in cooldown
     SKIPPED_OPEN = "skipped_open"  # its circuit breaker is open (or another caller holds the probe)
     SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
+    SKIPPED_BUSY = "skipped_busy"  # its last call failed and enough calls to it are in flight (herd.py)
     INTERRUPTED = "interrupted"  # its stream failed after the client had chunks of it
 
     @property

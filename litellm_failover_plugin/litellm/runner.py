@@ -41,6 +41,7 @@ from ..breaker import (
 from ..conditions import falls_over
 from ..config import FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
+from ..herd import Herd
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy, next_wait
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
@@ -130,6 +131,7 @@ class FailoverRunner:
         self._running: Counter[int] = Counter()  # requests in flight, by the generation they started in
         self._retiring: list[tuple[int, frozenset[str]]] = []  # deployments to remove once unused
         self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)
+        self.herd = Herd()  # this process's calls in flight per key, and the keys whose last call failed
         self._apply(settings, plans)
 
     def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
@@ -137,6 +139,7 @@ class FailoverRunner:
         self.plans = dict(plans)
         self.breaker = settings.breaker.config()
         self.breaker_on = settings.breaker.enabled
+        self.herd.limit = self.breaker.max_in_flight_while_failing if self.breaker_on else 0
         r = settings.retries
         self.retry_policy = RetryPolicy(0, r.base_s, r.max_wait_s, r.max_total_s)
         b = settings.retry_budget
@@ -196,6 +199,7 @@ class FailoverRunner:
                 self.router.delete_deployment(id=id)
         for hid in set(self.stats) - set(self.deployments_of):  # keys no route uses any more
             del self.stats[hid]
+        self.herd.failing &= set(self.deployments_of)
         self._retiring = keep
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -330,6 +334,7 @@ class FailoverRunner:
     ) -> Transition | None:
         """Feed one call's outcome to its key's breaker (`id`: the health id); a no-op success
         costs no store write. A recovery clears LiteLLM's cooldowns of every deployment of the key."""
+        self.herd.saw(id, failed=signal is not Signal.SUCCESS)
         if not self.breaker_on:
             return None
         if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
@@ -451,8 +456,12 @@ class FailoverRunner:
         stream = kwargs.get("stream") is True
         for candidate in run.candidates():
             id, hid = candidate.deployment_id, candidate.health_id
-            if hid in snap.due and not await self.take_probe(hid):
-                run.skipped(candidate, Outcome.SKIPPED_OPEN)
+            if hid in snap.due:
+                if not await self.take_probe(hid):
+                    run.skipped(candidate, Outcome.SKIPPED_OPEN)
+                    continue
+            elif not self.herd.may_call(hid):  # it just failed and enough calls to it are in flight
+                run.skipped(candidate, Outcome.SKIPPED_BUSY)
                 continue
             if not self._extra_call_allowed(run):
                 break
@@ -462,6 +471,7 @@ class FailoverRunner:
                 call_kwargs["model"] = id
                 t0 = self.clock()
                 opened: Opened | None = None
+                self.herd.enter(hid)  # in flight until the call ends (and while a retry of it waits)
                 try:
                     response = await original_function(*args, **call_kwargs)
                     response = await adapter.set_response_headers(self.router, response, plan.name, call_kwargs)
@@ -511,6 +521,8 @@ class FailoverRunner:
                         failure.label,
                     )
                     break
+                finally:
+                    self.herd.leave(hid)
                 if opened is None:  # a supervised stream reports when it ends
                     self._observe(hid, True, (self.clock() - t0) * 1000)
                     await self.report(hid, Signal.SUCCESS, snap.breakers.get(hid))
