@@ -96,7 +96,8 @@ def status_from_proxy(url: str, api_key: str | None) -> int:
         print(f"{url}/failover/status answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
         return 1
     body = r.json()
-    _table(f"failover status of {url} (state store: {body.get('store')})", body.get("deployments", []))
+    worker = f" answered by worker pid {body['worker']}" if body.get("worker") is not None else ""
+    _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body.get("deployments", []))
     return 0
 
 
