@@ -146,6 +146,11 @@ class FailoverRun:
 
     `unavailable` maps the deployment ids known not to take calls right now to why (LiteLLM
     cooldown, open breaker); they are skipped and listed, costing no upstream call.
+
+    `known`: how many candidates (in plan order) `unavailable` has been filled for; None, all.
+    The walk pauses (`paused`) when it reaches the first candidate whose state is not known
+    yet: the caller reads the next ones into `unavailable` (learned()) and walks on. So a
+    request reads the state of the candidates it reaches, not of the whole route.
     """
 
     plan: RoutePlan
@@ -156,6 +161,21 @@ class FailoverRun:
     _position: int = 0
 
     earlier_calls: int = 0  # upstream calls this request made in earlier walks (queue passes)
+    known: int | None = None
+    paused: bool = False  # candidates() stopped at `known`: read more, then walk on
+
+    @property
+    def position(self) -> int:
+        """How many candidates the walk has passed."""
+        return self._position
+
+    def learned(self, n: int) -> None:
+        """The state of the `n` candidates after the known ones is now in `unavailable`."""
+        self.known = (self.known or 0) + n
+
+    def reread(self) -> None:
+        """Forget what is known of the candidates not walked yet (a fresh `unavailable` follows)."""
+        self.known = self._position
 
     @property
     def calls(self) -> int:
@@ -165,8 +185,12 @@ class FailoverRun:
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
         candidates = self.plan.candidates
+        self.paused = False
         while self._position < len(candidates):
             if self.stopped or (not self.plan.enabled and self.calls > self.earlier_calls):
+                return
+            if self.known is not None and self._position >= self.known:
+                self.paused = True
                 return
             c = candidates[self._position]
             self._position += 1

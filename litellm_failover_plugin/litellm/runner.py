@@ -16,8 +16,8 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import litellm
@@ -70,14 +70,17 @@ _ROUTER_ONLY_KWARGS = (
 )
 PRIORITY_KEY = "failover_priority"  # the plugin moves a request's `priority` here (see plugin.py)
 _EXHAUSTED = object()
+FIRST_READ = 4  # keys whose state a request reads before its first call; each further read: 3x all read so far
 
 
 @dataclass
 class Snapshot:
-    unavailable: dict[str, Outcome]  # by deployment id (what FailoverRun skips)
-    breakers: dict[str, Breaker]  # by health id: the keys' breakers as read
-    due: set[str]  # health ids of open keys whose single probe may be taken now
-    next_due: float | None  # when the earliest unavailable candidate becomes callable again
+    """What a walk has read of its candidates' state so far (it reads as it goes: _next_reads)."""
+
+    unavailable: dict[str, Outcome] = field(default_factory=dict)  # by deployment id (what FailoverRun skips)
+    breakers: dict[str, Breaker] = field(default_factory=dict)  # by health id: the keys' breakers as read
+    due: set[str] = field(default_factory=set)  # health ids of open keys whose single probe may be taken now
+    next_due: float | None = None  # when the earliest unavailable candidate read becomes callable again
 
 Step = Callable[[Breaker], tuple[Breaker, "Transition | None"]]
 
@@ -209,7 +212,8 @@ class FailoverRunner:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
-        if self.restore is not None and not self.router.has_model_id(plan.installed_ids[0]):
+        first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
+        if self.restore is not None and not self.router.has_model_id(first):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
             self.restore()
         generation = self.generation
@@ -236,8 +240,9 @@ class FailoverRunner:
     async def continue_stream(self, ctx: StreamContext, messages: list[dict[str, Any]]) -> tuple[Opened, Candidate] | None:
         """Walk on from the candidate whose stream broke, asking the next one to continue the
         answer; its opened stream, or None when no candidate is left (or may be called)."""
-        snap = await self._snapshot(ctx.run.plan)
+        snap = Snapshot()  # the candidates left are read afresh as the walk reaches them
         ctx.run.unavailable = snap.unavailable
+        ctx.run.reread()
         kwargs = {**ctx.kwargs, "messages": messages}
         try:
             got = await self._walk(ctx.run, snap, ctx.original_function, ctx.args, kwargs, ctx.deadline, continuing=ctx)
@@ -271,15 +276,40 @@ class FailoverRunner:
         return out
 
     async def _snapshot(self, plan: RoutePlan) -> Snapshot:
-        """What to skip and why, the keys' breakers as read, which are due a probe, and when
-        the earliest unavailable candidate becomes callable again."""
-        cands = plan.candidates
+        """Every candidate's state at once (what a walk reads bit by bit)."""
+        snap = Snapshot()
+        await self._read(plan.candidates, snap)
+        return snap
+
+    async def _next_reads(self, run: FailoverRun, snap: Snapshot) -> AsyncIterator[Candidate]:
+        """run.candidates(), reading the state of the candidates as the walk reaches them: the
+        first FIRST_READ before the first call, then 3x as many as read so far each time the
+        walk passes them all (so a healthy request reads a few keys whatever the route's size,
+        and a long walk over dead keys a few reads). One store read and one LiteLLM cooldown
+        lookup each."""
+        while True:
+            for c in run.candidates():
+                yield c
+            if not run.paused:
+                return
+            start = run.known or 0
+            batch = run.plan.candidates[start : start + max(FIRST_READ, 3 * start)]
+            await self._read(batch, snap)
+            run.learned(len(batch))
+
+    async def _read(self, cands: Sequence[Candidate], snap: Snapshot) -> None:
+        """Add what to skip among `cands` and why, their keys' breakers as read, which are due a
+        probe, and when the earliest unavailable one becomes callable again, to `snap`."""
         hids = [c.health_id for c in cands]
         cooling = await self.keys_cooling_down(hids)
-        unavailable = {c.deployment_id: Outcome.SKIPPED_COOLDOWN for c in cands if c.health_id in cooling}
-        snap = Snapshot(unavailable, {}, set(), min(cooling.values(), default=None))
+        for c in cands:
+            if c.health_id in cooling:
+                snap.unavailable[c.deployment_id] = Outcome.SKIPPED_COOLDOWN
+        if cooling:
+            t = min(cooling.values())
+            snap.next_due = t if snap.next_due is None else min(snap.next_due, t)
         if not self.breaker_on:
-            return snap
+            return
         now = self.clock()
         for c, b in zip(cands, await self.store.get_many(hids), strict=False):
             hid = c.health_id
@@ -294,7 +324,6 @@ class FailoverRunner:
             elif verdict is Access.PROBE:
                 snap.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
                 snap.due.add(hid)
-        return snap
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
         """Apply one step to a key's breaker (`id`: its health id) atomically in the store; log
@@ -411,8 +440,8 @@ class FailoverRunner:
         try:
             while True:
                 walk_plan = self.ranked(plan) if plan.policy in DYNAMIC else plan
-                snap = await self._snapshot(walk_plan)
-                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far)
+                snap = Snapshot()  # read as the walk reaches the candidates
+                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far, known=0)
                 response = await self._walk(run, snap, original_function, args, kwargs, deadline)
                 if response is not _EXHAUSTED:
                     return response
@@ -454,7 +483,7 @@ class FailoverRunner:
         `continuing`: a stream broke mid-way; return the next one opened, (Opened, Candidate)."""
         plan = run.plan
         stream = kwargs.get("stream") is True
-        for candidate in run.candidates():
+        async for candidate in self._next_reads(run, snap):
             id, hid = candidate.deployment_id, candidate.health_id
             if hid in snap.due:
                 if not await self.take_probe(hid):
