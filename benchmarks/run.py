@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from decision import measure as measure_decisions
+from decision import measure_real as measure_real_decisions
+from herd import HERD
+from herd import measure as measure_herd
 from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, overhead_ms, ttft
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
@@ -51,7 +54,7 @@ FULL_OUTAGE_REQUESTS = 100
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 MASTER_KEY = f"sk-bench-{secrets.token_hex(16)}"  # both proxies': the same client serves both
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
-STREAM_ROUTES = 9  # continue-mode routes over a primary key that cuts every stream (one breaker each)
+STREAM_ROUTES = 9  # continue-mode routes over a primary key that cuts every stream (one breaker each: a model each)
 TTFT_REQUESTS = 200
 
 
@@ -105,7 +108,7 @@ def plugin_config(primary: Upstream, backup: Upstream, dead_port: int) -> dict[s
                 },
                 "chat-down": {"policy": "m", "elements": ["dead:model", "backup:model"]},
                 **{
-                    f"stream-cut-{i}": {"policy": "m", "mid_stream": "continue", "elements": ["flaky:model", "backup:model"]}
+                    f"stream-cut-{i}": {"policy": "m", "mid_stream": "continue", "elements": [f"flaky:model-{i}", "backup:model"]}
                     for i in range(STREAM_ROUTES)
                 },
             },
@@ -417,8 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     say = Console(stderr=True)
 
     plugin, plain = asyncio.run(bench(args.seconds, args.rounds, args.concurrency, args.cycles, say))
-    say.print("[decision] timing the pure core")
+    say.print("[decision] timing the real decision (runner + store) and the pure core")
+    real = measure_real_decisions(rounds=max(200, args.decision_rounds // 4))
     decisions = measure_decisions(rounds=args.decision_rounds)
+    say.print(f"[herd] {HERD} requests at once at a primary that just died, with and without herd control")
+    herd = measure_herd()
 
     results: dict[str, Any] = {
         "healthy_ratio": paired(plugin.healthy, plain.healthy),
@@ -428,8 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         "native_full_outage_success_rate": round(plain.full_outage[0] / plain.full_outage[1], 3),
         "recovery_s": round(plugin.median_recovery_s, 2) if plugin.median_recovery_s is not None else None,
         "native_recovery_s": round(plain.median_recovery_s, 2) if plain.median_recovery_s is not None else None,
-        "decision_us_p99": decisions["typical"],
+        "decision_us_p99": real["memory"],
+        "decision_redis_us_p99": real.get("redis"),
+        "decision_core_us_p99": decisions["typical"],
         "decision_worst_us_p99": decisions["worst"],
+        "herd_failed_calls": herd["herd_failed_calls"],
+        "herd": herd,
         "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
         "stream_ttft_overhead_ms": round(overhead_ms(plugin.ttft_ms, plain.ttft_ms), 2),
@@ -457,6 +467,15 @@ def main(argv: list[str] | None = None) -> int:
             "the median healthy sequential latency, minus a refused connect to the dead port",
             "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
             "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
+            "decision_us_p99": "by route size: what FailoverRunner does before a request's first upstream call "
+            "(Snapshot, FailoverRun, the candidates' state read as the walk reaches them: LiteLLM's cooldown lookup "
+            "and the breaker store, memory; decision_redis_us_p99 the same on a local redis-server) up to the first "
+            "candidate to call, with the primary and 10% of the keys open; decision_core_us_p99 and "
+            "decision_worst_us_p99: the pure core alone (FailoverRun given every state), typical and worst case",
+            "herd_failed_calls": f"{HERD} requests sent together (in-process router) to a route whose primary "
+            "answers 503 after 0.2 s and has failed one call: every call the primary failed, that one included; "
+            "herd.at_death: the same with no failure seen yet (calls already started cannot be taken back); "
+            "without_herd_control: breaker.max_in_flight_while_failing 0, the plugin before herd control",
             "midstream_recovery_s": f"continue mode, the primary cuts every stream after {CUT_AFTER} tokens: median "
             "seconds from the last token before the cut to the next token on the client, one request per route",
         },
@@ -501,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"healthy_ratio (plugin / plain) = {results['healthy_ratio']}   outage_ratio = {results['outage_ratio']}   "
         f"native_outage_ratio = {results['native_outage_ratio']}\n"
-        f"decision p99 (typical) = {decisions['typical']} us   worst = {decisions['worst']} us\n"
+        f"decision p99 (runner + store) = {real['memory']} us (memory)   {real.get('redis')} us (redis)\n"
+        f"pure core p99 = {decisions['typical']} us   worst = {decisions['worst']} us\n"
+        f"herd_failed_calls = {herd['herd_failed_calls']} of {HERD} "
+        f"(without herd control: {herd['after_first_failure']['without_herd_control']})\n"
         f"stream_ttft_overhead_ms = {results['stream_ttft_overhead_ms']} (p50 {results['stream_ttft_p50_ms']})   "
         f"midstream_recovery_s = {results['midstream_recovery_s']}"
     )

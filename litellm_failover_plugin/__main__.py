@@ -48,6 +48,7 @@ def check(path: str) -> int:
 
 COLUMNS = (
     "deployment",
+    "shared_by",
     "state",
     "failures",
     "open_for_s",
@@ -60,6 +61,14 @@ COLUMNS = (
 )
 
 
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _table(title: str, rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -69,7 +78,7 @@ def _table(title: str, rows: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="left" if col in ("deployment", "state", "reason") else "right")
     style = {"closed": "green", "open": "red", "half_open": "yellow"}
     for row in rows:
-        cells = ["-" if row.get(c) is None else str(row.get(c)) for c in COLUMNS]
+        cells = [_cell(row.get(c)) for c in COLUMNS]
         table.add_row(*cells, style=style.get(str(row.get("state")), ""))
     Console().print(table)
 
@@ -87,7 +96,8 @@ def status_from_proxy(url: str, api_key: str | None) -> int:
         print(f"{url}/failover/status answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
         return 1
     body = r.json()
-    _table(f"failover status of {url} (state store: {body.get('store')})", body.get("deployments", []))
+    worker = f" answered by worker pid {body['worker']}" if body.get("worker") is not None else ""
+    _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body.get("deployments", []))
     return 0
 
 
@@ -103,17 +113,28 @@ def status_from_store(path: str) -> int:
     if not settings.redis_url:
         print("no Redis in this config: breaker state lives in each proxy; use --proxy-url", file=sys.stderr)
         return 1
-    ids = [c.deployment_id for p in compile_routes(settings).values() for c in p.candidates]
+    candidates = [c for p in compile_routes(settings).values() for c in p.candidates]
+    hids = list(dict.fromkeys(c.health_id for c in candidates))  # one breaker per key, shared by routes
+    routes: dict[str, list[str]] = {}
+    for c in candidates:
+        routes.setdefault(c.health_id, []).append(c.route)
 
     async def read() -> list[dict[str, Any]]:
         store = RedisStore.from_url(str(settings.redis_url), timeout_s=2)
         try:
-            breakers = await store.get_many(ids)
+            breakers = dict(zip(hids, await store.get_many(hids), strict=False))
         finally:
             await store.aclose()
         return [
-            {"deployment": i, "state": b.state.value, "failures": b.failures, "reason": b.reason}
-            for i, b in zip(ids, breakers, strict=False)
+            {
+                "deployment": c.deployment_id,
+                "health": c.health_id,
+                "shared_by": routes[c.health_id],
+                "state": breakers[c.health_id].state.value,
+                "failures": breakers[c.health_id].failures,
+                "reason": breakers[c.health_id].reason,
+            }
+            for c in candidates
         ]
 
     try:

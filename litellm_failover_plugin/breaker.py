@@ -49,6 +49,7 @@ class BreakerConfig:
     cooldown_multiplier: float = 2.0
     probe_timeout_s: float = 30.0  # a probe that never reports frees its slot after this
     quota_park_s: float = 60.0  # quota error without Retry-After
+    max_in_flight_while_failing: int = 2  # herd control (herd.py); 0: off
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,6 +311,9 @@ class BreakerSettings(_Model):
     cooldown_multiplier: float = Field(2.0, ge=1, le=100)
     probe_timeout_s: float = Field(30.0, gt=0, le=DAY_S)
     quota_park_s: float = Field(60.0, gt=0, le=WEEK_S)
+    # while a key's last call failed (no success since): at most this many calls in flight to it
+    # in this process; the others move on without calling it (skipped_busy). 0: no limit
+    max_in_flight_while_failing: int = Field(2, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _caps(self) -> BreakerSettings:

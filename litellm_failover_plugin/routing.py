@@ -22,6 +22,12 @@ def deployment_id(route: str, element: str, key: str) -> str:
     return f"{route}/{element}/{key}"
 
 
+def health_id(element: str, key: str) -> str:
+    """Where the health of one (backend:model, key) is kept: its breaker, stats and probes. Every
+    route that uses the key shares it (a route's deployment ids stay apart, for LiteLLM)."""
+    return f"{element}/{key}"
+
+
 def placeholder_id(route: str) -> str:
     """The deployment that keeps a route with no elements a known model name (never called)."""
     return f"{route}/(no elements)"
@@ -34,7 +40,8 @@ class Candidate:
     backend: str
     model: str
     key: str  # the key's name, never its value
-    deployment_id: str
+    deployment_id: str  # LiteLLM's id of this route's deployment of the key
+    health_id: str  # the key's breaker, stats and probes: shared by every route using it
     element_index: int
     falls_over: Conditions  # failures of this candidate that move on to the next one
     catch: Conditions | None  # only try this candidate after a failure matching these
@@ -75,6 +82,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     model=e.model,
                     key=keys[ei][ki],
                     deployment_id=deployment_id(name, e.element, keys[ei][ki]),
+                    health_id=health_id(e.element, keys[ei][ki]),
                     element_index=ei,
                     falls_over=settings.conditions_for(name, e),
                     catch=e.catch,
@@ -94,6 +102,7 @@ class Outcome(enum.Enum):
     SKIPPED_COOLDOWN = "skipped_cooldown"  # LiteLLM has it in cooldown
     SKIPPED_OPEN = "skipped_open"  # its circuit breaker is open (or another caller holds the probe)
     SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
+    SKIPPED_BUSY = "skipped_busy"  # its last call failed and enough calls to it are in flight (herd.py)
     INTERRUPTED = "interrupted"  # its stream failed after the client had chunks of it
 
     @property
@@ -137,6 +146,11 @@ class FailoverRun:
 
     `unavailable` maps the deployment ids known not to take calls right now to why (LiteLLM
     cooldown, open breaker); they are skipped and listed, costing no upstream call.
+
+    `known`: how many candidates (in plan order) `unavailable` has been filled for; None, all.
+    The walk pauses (`paused`) when it reaches the first candidate whose state is not known
+    yet: the caller reads the next ones into `unavailable` (learned()) and walks on. So a
+    request reads the state of the candidates it reaches, not of the whole route.
     """
 
     plan: RoutePlan
@@ -147,6 +161,21 @@ class FailoverRun:
     _position: int = 0
 
     earlier_calls: int = 0  # upstream calls this request made in earlier walks (queue passes)
+    known: int | None = None
+    paused: bool = False  # candidates() stopped at `known`: read more, then walk on
+
+    @property
+    def position(self) -> int:
+        """How many candidates the walk has passed."""
+        return self._position
+
+    def learned(self, n: int) -> None:
+        """The state of the `n` candidates after the known ones is now in `unavailable`."""
+        self.known = (self.known or 0) + n
+
+    def reread(self) -> None:
+        """Forget what is known of the candidates not walked yet (a fresh `unavailable` follows)."""
+        self.known = self._position
 
     @property
     def calls(self) -> int:
@@ -156,8 +185,12 @@ class FailoverRun:
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
         candidates = self.plan.candidates
+        self.paused = False
         while self._position < len(candidates):
             if self.stopped or (not self.plan.enabled and self.calls > self.earlier_calls):
+                return
+            if self.known is not None and self._position >= self.known:
+                self.paused = True
                 return
             c = candidates[self._position]
             self._position += 1

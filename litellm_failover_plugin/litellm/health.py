@@ -1,7 +1,7 @@
 """Active health checks: probe open deployments in the background, so recovery costs no user request.
 
-Every `interval_s`, up to `max_per_interval` deployments whose breaker is not closed get one
-small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
+Every `interval_s`, up to `max_per_interval` keys (backend, model, key) whose breaker is not
+closed get one small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
 spend side effects). A health check takes the breaker's probe slot first, so with Redis one
 replica probes a deployment at a time, and user traffic does not probe it meanwhile. A success
 closes the breaker and clears LiteLLM's cooldown; a failure leaves it open.
@@ -37,11 +37,11 @@ class HealthChecker:
         self._sleep = sleep
 
     async def tick(self) -> list[str]:
-        """One round: probe the deployments that are due. Returns the ids it probed."""
+        """One round: probe the keys that are due. Returns the health ids it probed."""
         runner = self.runner
-        ids = list(runner.candidates)
+        ids = list(runner.deployments_of)
         now = runner.clock()
-        cooling = await runner.cooling_down(ids)
+        cooling = await runner.keys_cooling_down(ids)
         breakers = await runner.store.get_many(ids)
         for n, (id, b) in enumerate(zip(ids, breakers, strict=False)):
             if id in cooling and b.state is State.CLOSED:
@@ -64,7 +64,9 @@ class HealthChecker:
             await self.runner.store.update(id, release_probe)
 
     async def probe(self, id: str) -> bool:
-        deployment = self.runner.router.get_deployment(model_id=id)
+        """One small call with the key (`id`: its health id), through any of its deployments."""
+        ids = self.runner.deployments_of.get(id) or [id]
+        deployment = self.runner.router.get_deployment(model_id=ids[0])
         if deployment is None:
             return False
         params: dict[str, Any] = deployment.litellm_params.model_dump(exclude_none=True)
@@ -77,7 +79,7 @@ class HealthChecker:
             raise
         except Exception as e:
             failure = classify(e, self.runner._redact)
-            log.debug("failover health check deployment=%s failed (%s)", id, failure.label)
+            log.debug("failover health check key=%s failed (%s)", id, failure.label)
             return False
         return True
 

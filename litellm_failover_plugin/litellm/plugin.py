@@ -84,6 +84,8 @@ class FailoverPlugin(CustomLogger):
         if self.store is None:
             url = self.settings.redis_url
             self.store = ResilientStore(RedisStore.from_url(url)) if url else MemoryStore()
+            if not url:
+                _warn_if_workers()
         return self.store
 
     def ensure_installed(self) -> None:
@@ -174,6 +176,7 @@ class FailoverPlugin(CustomLogger):
         queues = {name: w.status() for name, w in self.runner.waiters.items()}
         out: dict[str, Any] = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
         out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
+        out["worker"] = os.getpid()  # with --num_workers, which worker process answered
         if os.environ.get("FAILOVER_DEBUG_TASKS"):  # for leak tests: the proxy's asyncio tasks
             out["tasks"] = len(asyncio.all_tasks())
         return out
@@ -276,6 +279,26 @@ _LOAD_WAIT_S = 10.0
 
 def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:
     return ProxyException(message=message, type=type_, param=None, code=status)
+
+
+def workers() -> int:
+    """How many worker processes the proxy runs (`litellm --num_workers N` exports NUM_WORKERS)."""
+    try:
+        return max(1, int(os.environ.get("NUM_WORKERS", "1")))
+    except ValueError:
+        return 1
+
+
+def _warn_if_workers() -> None:
+    n = workers()
+    if n > 1:
+        log.warning(
+            "failover: %d worker processes (--num_workers) and no Redis: breaker state, stats and queues "
+            "are per worker (worker pid %d): each worker finds a dead key by itself, and /failover/status "
+            "shows the worker that answered (its `worker`). Set failover_settings.redis_url to share breakers",
+            n,
+            os.getpid(),
+        )
 
 
 def _say_last(message: str) -> None:

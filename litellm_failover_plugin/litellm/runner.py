@@ -16,8 +16,8 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import litellm
@@ -41,6 +41,7 @@ from ..breaker import (
 from ..conditions import falls_over
 from ..config import FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
+from ..herd import Herd
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy, next_wait
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
@@ -69,14 +70,18 @@ _ROUTER_ONLY_KWARGS = (
 )
 PRIORITY_KEY = "failover_priority"  # the plugin moves a request's `priority` here (see plugin.py)
 _EXHAUSTED = object()
+FIRST_READ = 4  # keys whose state a request reads before its first call; each further read: 3x all read so far
 
 
 @dataclass
 class Snapshot:
-    unavailable: dict[str, Outcome]
-    breakers: dict[str, Breaker]
-    due: set[str]  # open deployments whose single probe may be taken now
-    next_due: float | None  # when the earliest unavailable candidate becomes callable again
+    """What a walk has read of its candidates' state so far (it reads as it goes: _next_reads)."""
+
+    unavailable: dict[str, Outcome] = field(default_factory=dict)  # by deployment id (what FailoverRun skips)
+    breakers: dict[str, Breaker] = field(default_factory=dict)  # by health id: the keys' breakers as read
+    due: set[str] = field(default_factory=set)  # health ids of open keys whose single probe may be taken now
+    next_due: float | None = None  # when the earliest unavailable candidate read becomes callable again
+
 Step = Callable[[Breaker], tuple[Breaker, "Transition | None"]]
 
 
@@ -123,12 +128,13 @@ class FailoverRunner:
         self._redact = Redactor([])
         self._original = router.async_function_with_fallbacks
         self.restore: Callable[[], None] | None = None  # puts the routes' deployments back on the router
-        self.stats: dict[str, Stats] = {}  # this replica's own view, for the status table
+        self.stats: dict[str, Stats] = {}  # by health id: this replica's own view, for scores and status
         self.waiters: dict[str, RouteWaiter] = {}
         self.generation = 0  # bumped by every update; a request keeps the plan it started with
         self._running: Counter[int] = Counter()  # requests in flight, by the generation they started in
         self._retiring: list[tuple[int, frozenset[str]]] = []  # deployments to remove once unused
         self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)
+        self.herd = Herd()  # this process's calls in flight per key, and the keys whose last call failed
         self._apply(settings, plans)
 
     def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
@@ -136,6 +142,7 @@ class FailoverRunner:
         self.plans = dict(plans)
         self.breaker = settings.breaker.config()
         self.breaker_on = settings.breaker.enabled
+        self.herd.limit = self.breaker.max_in_flight_while_failing if self.breaker_on else 0
         r = settings.retries
         self.retry_policy = RetryPolicy(0, r.base_s, r.max_wait_s, r.max_total_s)
         b = settings.retry_budget
@@ -155,6 +162,10 @@ class FailoverRunner:
             waiters[name] = kept if kept is not None and kept.settings == q else RouteWaiter(name, q, lambda: self.clock())
         self.waiters = waiters
         self.candidates = {c.deployment_id: c for p in self.plans.values() for c in p.candidates}
+        # health id -> the deployment ids of that key, in every route (one breaker, many deployments)
+        self.deployments_of: dict[str, list[str]] = {}
+        for c in self.candidates.values():
+            self.deployments_of.setdefault(c.health_id, []).append(c.deployment_id)
         self.costs = {i: _cost_per_token(settings, c) for i, c in self.candidates.items()}
         self.weights = {
             name: Weights(**settings.routes[name].weights.model_dump())
@@ -189,7 +200,9 @@ class FailoverRunner:
                 continue
             for id in ids - current:
                 self.router.delete_deployment(id=id)
-                self.stats.pop(id, None)
+        for hid in set(self.stats) - set(self.deployments_of):  # keys no route uses any more
+            del self.stats[hid]
+        self.herd.failing &= set(self.deployments_of)
         self._retiring = keep
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -199,7 +212,8 @@ class FailoverRunner:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
-        if self.restore is not None and not self.router.has_model_id(plan.installed_ids[0]):
+        first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
+        if self.restore is not None and not self.router.has_model_id(first):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
             self.restore()
         generation = self.generation
@@ -216,7 +230,8 @@ class FailoverRunner:
     def ranked(self, plan: RoutePlan) -> RoutePlan:
         """A scored route's candidates by priority, then latency, reliability and cost."""
         c = plan.candidates
-        order = rank(plan.deployment_ids, c, [x.priority for x in c], self.stats, self.costs, self.weights[plan.name])
+        stats = {x.deployment_id: s for x in c if (s := self.stats.get(x.health_id)) is not None}
+        order = rank(plan.deployment_ids, c, [x.priority for x in c], stats, self.costs, self.weights[plan.name])
         return replace(plan, candidates=tuple(order))
 
     def stream_timeouts(self, c: Candidate) -> Timeouts:
@@ -225,8 +240,9 @@ class FailoverRunner:
     async def continue_stream(self, ctx: StreamContext, messages: list[dict[str, Any]]) -> tuple[Opened, Candidate] | None:
         """Walk on from the candidate whose stream broke, asking the next one to continue the
         answer; its opened stream, or None when no candidate is left (or may be called)."""
-        snap = await self._snapshot(ctx.run.plan)
+        snap = Snapshot()  # the candidates left are read afresh as the walk reaches them
         ctx.run.unavailable = snap.unavailable
+        ctx.run.reread()
         kwargs = {**ctx.kwargs, "messages": messages}
         try:
             got = await self._walk(ctx.run, snap, ctx.original_function, ctx.args, kwargs, ctx.deadline, continuing=ctx)
@@ -239,7 +255,7 @@ class FailoverRunner:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
 
     async def cooling_down(self, ids: list[str]) -> dict[str, float]:
-        """LiteLLM's active cooldowns among `ids`: id -> when it ends (epoch seconds)."""
+        """LiteLLM's active cooldowns among deployment `ids`: id -> when it ends (epoch seconds)."""
         out: dict[str, float] = {}
         cap = self.clock() + self.breaker.max_cooldown_s
         for i, (until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
@@ -249,31 +265,69 @@ class FailoverRunner:
             out[i] = min(until, cap) if math.isfinite(until) else cap  # a Retry-After of years is capped
         return out
 
+    async def keys_cooling_down(self, hids: Iterable[str]) -> dict[str, float]:
+        """LiteLLM's cooldowns by key: health id -> when the last cooldown of any of its
+        deployments (in any route) ends. LiteLLM cools deployments; the key is what is down."""
+        ids = [d for h in hids for d in self.deployments_of.get(h, ())]
+        out: dict[str, float] = {}
+        for id, until in (await self.cooling_down(ids)).items():
+            hid = self.candidates[id].health_id
+            out[hid] = max(out.get(hid, until), until)
+        return out
+
     async def _snapshot(self, plan: RoutePlan) -> Snapshot:
-        """What to skip and why, the breakers as read, which are due a probe, and when the
-        earliest unavailable candidate becomes callable again."""
-        ids = list(plan.deployment_ids)
-        cooling = await self.cooling_down(ids)
-        snap = Snapshot(dict.fromkeys(cooling, Outcome.SKIPPED_COOLDOWN), {}, set(), min(cooling.values(), default=None))
+        """Every candidate's state at once (what a walk reads bit by bit)."""
+        snap = Snapshot()
+        await self._read(plan.candidates, snap)
+        return snap
+
+    async def _next_reads(self, run: FailoverRun, snap: Snapshot) -> AsyncIterator[Candidate]:
+        """run.candidates(), reading the state of the candidates as the walk reaches them: the
+        first FIRST_READ before the first call, then 3x as many as read so far each time the
+        walk passes them all (so a healthy request reads a few keys whatever the route's size,
+        and a long walk over dead keys a few reads). One store read and one LiteLLM cooldown
+        lookup each."""
+        while True:
+            for c in run.candidates():
+                yield c
+            if not run.paused:
+                return
+            start = run.known or 0
+            batch = run.plan.candidates[start : start + max(FIRST_READ, 3 * start)]
+            await self._read(batch, snap)
+            run.learned(len(batch))
+
+    async def _read(self, cands: Sequence[Candidate], snap: Snapshot) -> None:
+        """Add what to skip among `cands` and why, their keys' breakers as read, which are due a
+        probe, and when the earliest unavailable one becomes callable again, to `snap`."""
+        hids = [c.health_id for c in cands]
+        cooling = await self.keys_cooling_down(hids)
+        for c in cands:
+            if c.health_id in cooling:
+                snap.unavailable[c.deployment_id] = Outcome.SKIPPED_COOLDOWN
+        if cooling:
+            t = min(cooling.values())
+            snap.next_due = t if snap.next_due is None else min(snap.next_due, t)
         if not self.breaker_on:
-            return snap
+            return
         now = self.clock()
-        for id, b in zip(ids, await self.store.get_many(ids), strict=False):
-            if id in cooling and b.state is State.CLOSED:
-                b = await self.adopt(id, cooling[id], now)
-            snap.breakers[id] = b
+        for c, b in zip(cands, await self.store.get_many(hids), strict=False):
+            hid = c.health_id
+            if hid in cooling and b.state is State.CLOSED:
+                b = await self.adopt(hid, cooling[hid], now)
+            snap.breakers[hid] = b
             verdict = access(b, now)
             if verdict is Access.SKIP:
-                snap.unavailable.setdefault(id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
+                snap.unavailable.setdefault(c.deployment_id, Outcome.SKIPPED_OPEN)  # LiteLLM's cooldown, if any, says more
                 t = max(b.open_until, b.probe_until)
                 snap.next_due = t if snap.next_due is None else min(snap.next_due, t)
             elif verdict is Access.PROBE:
-                snap.unavailable.pop(id, None)  # the breaker knows more than LiteLLM's timer
-                snap.due.add(id)
-        return snap
+                snap.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
+                snap.due.add(hid)
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
-        """Apply one breaker step atomically in the store; log the state change it made, if any."""
+        """Apply one step to a key's breaker (`id`: its health id) atomically in the store; log
+        the state change it made, if any."""
         made: list[Transition] = []
 
         def apply(b: Breaker) -> Breaker:
@@ -287,12 +341,12 @@ class FailoverRunner:
         return new, made[0] if made else None
 
     async def adopt(self, id: str, until: float, now: float) -> Breaker:
-        """Open a closed breaker for as long as LiteLLM cools the deployment down."""
+        """Open a key's closed breaker for as long as LiteLLM cools one of its deployments down."""
         new, _ = await self._change(id, lambda b: adopt_cooldown(b, until, now))
         return new
 
     async def take_probe(self, id: str) -> bool:
-        """Claim the single half-open probe of a deployment (across replicas with Redis)."""
+        """Claim the single half-open probe of a key (across routes, and replicas with Redis)."""
         now = self.clock()
 
         def take(b: Breaker) -> Breaker:
@@ -307,7 +361,9 @@ class FailoverRunner:
     async def report(
         self, id: str, signal: Signal, seen: Breaker | None, retry_after_s: float | None = None
     ) -> Transition | None:
-        """Feed one call's outcome to the breaker; a no-op success costs no store write."""
+        """Feed one call's outcome to its key's breaker (`id`: the health id); a no-op success
+        costs no store write. A recovery clears LiteLLM's cooldowns of every deployment of the key."""
+        self.herd.saw(id, failed=signal is not Signal.SUCCESS)
         if not self.breaker_on:
             return None
         if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
@@ -315,32 +371,45 @@ class FailoverRunner:
         now = self.clock()
         _, t = await self._change(id, lambda b: record(b, signal, now, self.breaker, retry_after_s))
         if t is not None and t.new is State.CLOSED:
-            await self.clear_cooldown(id)
+            await self.clear_cooldowns(id)
             await self.recovered(id)
         return t
 
-    async def recovered(self, id: str, *, tell_others: bool = True) -> None:
-        """A deployment is back: wake the queues of the routes it serves (on every replica)."""
+    def routes_of(self, id: str) -> list[str]:
+        """The routes that use a key (`id`: its health id; a deployment id names its own route)."""
         c = self.candidates.get(id)
-        waiter = self.waiters.get(c.route) if c is not None else None
-        if waiter is not None:
-            await waiter.recovered()
+        if c is not None:  # a deployment id (a notice from a replica of an older version)
+            return [c.route]
+        return sorted({self.candidates[d].route for d in self.deployments_of.get(id, ())})
+
+    async def recovered(self, id: str, *, tell_others: bool = True) -> None:
+        """A key is back (`id`: its health id): wake the queues of every route that uses it
+        (on every replica)."""
+        for route in self.routes_of(id):
+            waiter = self.waiters.get(route)
+            if waiter is not None:
+                await waiter.recovered()
         publish = getattr(self.store, "publish_recovery", None)
         if tell_others and publish is not None and self.waiters:
             await publish(id)
 
     async def clear_cooldown(self, id: str) -> None:
-        """A probe just proved it alive: LiteLLM's cooldown timer must not keep it out."""
+        """Take one deployment out of LiteLLM's cooldown (`id`: its deployment id)."""
         await adapter.clear_cooldown(self.router, id)
 
+    async def clear_cooldowns(self, hid: str) -> None:
+        """A probe just proved a key alive: LiteLLM's cooldown timers of its deployments, in
+        every route, must not keep it out."""
+        for id in self.deployments_of.get(hid, ()):
+            await self.clear_cooldown(id)
+
     def log_transition(self, id: str, t: Transition) -> None:
-        c = self.candidates.get(id)
         level = logging.WARNING if t.new is State.OPEN else logging.INFO
         log.log(
             level,
-            "failover breaker deployment=%s key=%s %s -> %s reason=%s",
+            "failover breaker key=%s routes=%s %s -> %s reason=%s",
             id,
-            c.key if c else "?",
+            ",".join(self.routes_of(id)) or "?",
             t.old.value,
             t.new.value,
             t.reason,
@@ -371,8 +440,8 @@ class FailoverRunner:
         try:
             while True:
                 walk_plan = self.ranked(plan) if plan.policy in DYNAMIC else plan
-                snap = await self._snapshot(walk_plan)
-                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far)
+                snap = Snapshot()  # read as the walk reaches the candidates
+                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far, known=0)
                 response = await self._walk(run, snap, original_function, args, kwargs, deadline)
                 if response is not _EXHAUSTED:
                     return response
@@ -414,10 +483,14 @@ class FailoverRunner:
         `continuing`: a stream broke mid-way; return the next one opened, (Opened, Candidate)."""
         plan = run.plan
         stream = kwargs.get("stream") is True
-        for candidate in run.candidates():
-            id = candidate.deployment_id
-            if id in snap.due and not await self.take_probe(id):
-                run.skipped(candidate, Outcome.SKIPPED_OPEN)
+        async for candidate in self._next_reads(run, snap):
+            id, hid = candidate.deployment_id, candidate.health_id
+            if hid in snap.due:
+                if not await self.take_probe(hid):
+                    run.skipped(candidate, Outcome.SKIPPED_OPEN)
+                    continue
+            elif not self.herd.may_call(hid):  # it just failed and enough calls to it are in flight
+                run.skipped(candidate, Outcome.SKIPPED_BUSY)
                 continue
             if not self._extra_call_allowed(run):
                 break
@@ -431,6 +504,7 @@ class FailoverRunner:
                         call_kwargs["client"] = client
                 t0 = self.clock()
                 opened: Opened | None = None
+                self.herd.enter(hid)  # in flight until the call ends (and while a retry of it waits)
                 try:
                     response = await original_function(*args, **call_kwargs)
                     response = await adapter.set_response_headers(self.router, response, plan.name, call_kwargs)
@@ -456,8 +530,8 @@ class FailoverRunner:
                     counted = falls_over(failure, candidate.falls_over)
                     signal = signal_of(failure, counted)
                     if counted:
-                        self._observe(id, False, None)
-                    tripped = await self.report(id, signal, snap.breakers.get(id), failure.retry_after_s)
+                        self._observe(hid, False, None)
+                    tripped = await self.report(hid, signal, snap.breakers.get(hid), failure.retry_after_s)
                     if signal is Signal.FAILURE and counted and tripped is None:
                         now = self.clock()
                         policy = replace(self.retry_policy, max_retries=candidate.max_retries)
@@ -480,9 +554,11 @@ class FailoverRunner:
                         failure.label,
                     )
                     break
+                finally:
+                    self.herd.leave(hid)
                 if opened is None:  # a supervised stream reports when it ends
-                    self._observe(id, True, (self.clock() - t0) * 1000)
-                    await self.report(id, Signal.SUCCESS, snap.breakers.get(id))
+                    self._observe(hid, True, (self.clock() - t0) * 1000)
+                    await self.report(hid, Signal.SUCCESS, snap.breakers.get(hid))
                 run.succeeded(candidate)
                 if opened is not None and continuing is not None:
                     return opened, candidate

@@ -1,4 +1,8 @@
-"""The status view: every deployment's breaker, LiteLLM cooldown and recent behaviour."""
+"""The status view: every deployment's breaker, LiteLLM cooldown and recent behaviour.
+
+One row per deployment (route, backend, model, key); the breaker, failures and stats shown are
+its key's (`health`), shared by every route in `shared_by`.
+"""
 
 from __future__ import annotations
 
@@ -14,24 +18,26 @@ def _scores(runner: FailoverRunner) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, plan in runner.plans.items():
         w = runner.weights.get(name, Weights())
-        ids = plan.deployment_ids
-        worst_latency = max((runner.stats[i].latency_ms or 0.0 for i in ids if i in runner.stats), default=0.0)
-        worst_cost = max((runner.costs.get(i) or 0.0 for i in ids), default=0.0)
-        for i in ids:
-            out[i] = round(score(runner.stats.get(i), runner.costs.get(i), worst_latency, worst_cost, w), 3)
+        stats = [(c.deployment_id, runner.stats.get(c.health_id)) for c in plan.candidates]
+        worst_latency = max((s.latency_ms or 0.0 for _, s in stats if s is not None), default=0.0)
+        worst_cost = max((runner.costs.get(i) or 0.0 for i, _ in stats), default=0.0)
+        for i, s in stats:
+            out[i] = round(score(s, runner.costs.get(i), worst_latency, worst_cost, w), 3)
     return out
 
 
 async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
     ids = list(runner.candidates)
+    hids = list(runner.deployments_of)
     now = runner.clock()
-    breakers = await runner.store.get_many(ids)
+    breakers = dict(zip(hids, await runner.store.get_many(hids), strict=False))
     cooling = await runner.cooling_down(ids)
     scores = _scores(runner)
     rows = []
-    for id, b in zip(ids, breakers, strict=False):
+    for id in ids:
         c = runner.candidates[id]
-        s = runner.stats.get(id)
+        b = breakers[c.health_id]
+        s = runner.stats.get(c.health_id)
         rows.append(
             {
                 "deployment": id,
@@ -39,6 +45,8 @@ async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
                 "backend": c.backend,
                 "model": c.model,
                 "key": c.key,
+                "health": c.health_id,
+                "shared_by": runner.routes_of(c.health_id),
                 "state": b.state.value,
                 "failures": b.failures,
                 "open_for_s": round(max(0.0, b.open_until - now), 1) if b.state is not State.CLOSED else 0.0,

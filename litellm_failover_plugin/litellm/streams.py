@@ -195,8 +195,9 @@ class Supervised:
                     await self._failed(opened, candidate, failed)  # raises, or sets self.current
                     continue
                 await self._close_part(opened)
-                runner._observe(candidate.deployment_id, True, opened.latency_ms)
-                await runner.report(candidate.deployment_id, Signal.SUCCESS, self.ctx.snap.breakers.get(candidate.deployment_id))
+                hid = candidate.health_id
+                runner._observe(hid, True, opened.latency_ms)
+                await runner.report(hid, Signal.SUCCESS, self.ctx.snap.breakers.get(hid))
                 return
         finally:
             runner.open_streams -= 1
@@ -272,10 +273,11 @@ class Supervised:
         """Report a mid-stream failure; continue on the next candidate, or raise the error event."""
         runner, ctx = self.runner, self.ctx
         id, failure, progress = candidate.deployment_id, failed.failure, opened.progress
+        hid = candidate.health_id
         counted = counts_against(failure)
         if counted:
-            runner._observe(id, False, None)
-        await runner.report(id, signal_of(failure, counted), ctx.snap.breakers.get(id), failure.retry_after_s)
+            runner._observe(hid, False, None)
+        await runner.report(hid, signal_of(failure, counted), ctx.snap.breakers.get(hid), failure.retry_after_s)
         ctx.run.interrupted(candidate, failure)
         ctx.parts.append(_part(candidate, progress.chunks, failed.fault.value))
         ctx.usage = ctx.usage + _usage_of(opened, progress, ctx.kwargs)

@@ -33,7 +33,9 @@ FAULTS: dict[str, Behavior] = {
 
 @pytest.fixture(scope="module")
 def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
-    routes = {f"r{i}": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]} for i in range(len(FAULTS))}
+    # a route each, over models of its own: a key's breaker is shared by the routes using the same
+    # backend, model and key, so this keeps one fault's failure off the next fault's counts
+    routes = {f"r{i}": {"policy": "m", "elements": [f"alpha:gpt-x-{i}", f"beta:gpt-y-{i}"]} for i in range(len(FAULTS))}
     cfg = {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
         "failover_settings": {
@@ -53,7 +55,7 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_every_upstream_fault_is_replaced_with_one_call_each(proxy: ProxyProcess, upstream: FakeUpstream, fault: str) -> None:
-    route = f"r{list(FAULTS).index(fault)}"  # a route each: its own deployments and breakers
+    route = f"r{list(FAULTS).index(fault)}"  # a route each: its own deployments, keys and breakers
     upstream.set(**{A1: FAULTS[fault]})
     body: dict[str, Any] = {"model": route, "messages": [{"role": "user", "content": "hi"}]}
     r = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers=proxy.headers, timeout=30)

@@ -21,18 +21,22 @@ MAX_COOLDOWN_S = 3.0
 
 @pytest.fixture(scope="module")
 def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
-    k = {"policy": "k", "elements": ["alpha:gpt-x"]}
+    def k(name: str) -> dict[str, Any]:
+        # a model of the route's own: keys' breakers are shared by the routes using the same
+        # backend, model and key, and each test here parks or checks keys of its own
+        return {"policy": "k", "elements": [f"alpha:gpt-x-{name}"]}
+
     cfg = {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
         "failover_settings": {
             "breaker": {"failure_threshold": 1, "cooldown_s": 1, "max_cooldown_s": MAX_COOLDOWN_S},
             "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": A1, "a2": A2}}},
             "routes": {
-                "years": k,
-                "forever": k,
-                "queued": {**k, "queue": {"max_wait_s": 1, "recheck_s": 0.2}},
-                "passed-on": k,
-                "notfound": k,
+                "years": k("years"),
+                "forever": k("forever"),
+                "queued": {**k("queued"), "queue": {"max_wait_s": 1, "recheck_s": 0.2}},
+                "passed-on": k("passed-on"),
+                "notfound": k("notfound"),
             },
         },
     }

@@ -34,8 +34,25 @@ ROUTES = {
 }
 
 
+def _own(element: Any, route: str) -> Any:
+    """The element with a model of the route's own (`gpt-x@route`): a key's breaker and
+    LiteLLM's cooldowns are shared by every route using the same backend, model and key, and
+    each test here must start with healthy keys whatever the tests before it did to theirs.
+    The helpers below read `gpt-x@route` as `gpt-x`."""
+    if isinstance(element, dict):
+        return {**element, "element": _own(element["element"], route)}
+    return f"{element}@{route}"
+
+
+def model(name: str) -> str:
+    return name.split("@")[0]
+
+
 def config(upstream: FakeUpstream) -> dict[str, Any]:
-    routes = {name: {"elements": ["alpha:gpt-x", "beta:gpt-y"], **r} for name, r in ROUTES.items()}
+    routes = {
+        name: {**r, "elements": [_own(e, name) for e in r.get("elements", ["alpha:gpt-x", "beta:gpt-y"])]}
+        for name, r in ROUTES.items()
+    }
     return {
         "model_list": [
             {
@@ -58,7 +75,7 @@ def config(upstream: FakeUpstream) -> dict[str, Any]:
                 },
             },
             "routes": routes,
-            "model_fallback_status_codes": {"alpha:gpt-x": [500, 503, 429]},
+            "model_fallback_status_codes": {f"alpha:gpt-x@{name}": [500, 503, 429] for name in ROUTES},
         },
     }
 
@@ -84,11 +101,11 @@ def chat(client: httpx.Client, model: str, **extra: Any) -> httpx.Response:
 
 
 def called(upstream: FakeUpstream) -> list[str]:
-    return [f"{NAME_OF.get(r.key, r.key)}:{r.model}" for r in upstream.received]
+    return [f"{NAME_OF.get(r.key, r.key)}:{model(r.model)}" for r in upstream.received]
 
 
 def failover_headers(response: httpx.Response) -> dict[str, str]:
-    return {k: v for k, v in response.headers.items() if k.startswith("x-failover-")}
+    return {k: model(v) if k == "x-failover-model" else v for k, v in response.headers.items() if k.startswith("x-failover-")}
 
 
 @pytest.mark.parametrize(
@@ -110,7 +127,7 @@ def test_policy_order_and_exhausted_error(
     error = r.json()["error"]
     assert error["type"] == "failover_exhausted"
     assert error["code"] == "503"
-    assert [(a["backend"], a["model"], a["key"], a["status"]) for a in error["attempts"]] == [
+    assert [(a["backend"], model(a["model"]), a["key"], a["status"]) for a in error["attempts"]] == [
         ("alpha" if o.startswith("a") else "beta", o.split(":")[1], o.split(":")[0], 503) for o in order
     ]
     last = order[-1].split(":")

@@ -3,7 +3,9 @@ client: what the client sees, how long until its stream ends, what the breaker s
 the next candidate received.
 
 One fake upstream serves both backends: key a1 (alpha) misbehaves as each test says, key b1
-(beta) answers "three four". Every test uses its own routes, so breakers do not carry over.
+(beta) answers "three four". Every test uses its own routes, each over models named after it:
+a key's breaker is shared by every route using the same backend, model and key, so that is
+what keeps breakers from carrying over from one test to the next.
 Run with `-s` to see the time each case took.
 """
 
@@ -28,13 +30,18 @@ PROMPT = [{"role": "user", "content": "count to four"}]
 FIRST_PART = ["One ", "two ", "three ", "four"]
 
 
-def _route(mode: str, **extra: Any) -> dict[str, Any]:
-    return {"policy": "m", "mid_stream": mode, "elements": ["alpha:gpt-x", "beta:gpt-y"], **extra}
+def _route(name: str, mode: str, **extra: Any) -> dict[str, Any]:
+    return {"policy": "m", "mid_stream": mode, "elements": [f"alpha:{name}", f"beta:{name}"], **extra}
+
+
+def a1(route: str) -> str:
+    """Route `route`'s key a1, as attempt lists name it."""
+    return f"alpha:{route}/a1"
 
 
 ROUTES = {
-    **{f"err-{f}": _route("error") for f in [*MID_FAULTS, "empty", "first", "breaker"]},
-    **{f"cont-{f}": _route("continue") for f in [*MID_FAULTS, "tool", "twice"]},
+    **{f"err-{f}": _route(f"err-{f}", "error") for f in [*MID_FAULTS, "empty", "first", "breaker"]},
+    **{f"cont-{f}": _route(f"cont-{f}", "continue") for f in [*MID_FAULTS, "tool", "twice"]},
 }
 
 
@@ -103,10 +110,10 @@ def test_error_mode_ends_the_stream_with_a_typed_error(
     assert text == "One two "
     assert isinstance(error, openai.APIError)
     assert isinstance(error.body, dict) and error.body["type"] == "failover_stream_interrupted"
-    assert "alpha:gpt-x/a1" in error.message and "attempts:" in error.message
+    assert a1(f"err-{fault}") in error.message and "attempts:" in error.message
     assert took < 20  # a stall ends at between_chunks_s (1 s), not at the upstream's 120 s
     assert [r.key for r in upstream.received] == [A1]  # error mode: nothing else is called
-    d = deployment(proxy, f"err-{fault}/alpha:gpt-x/a1")
+    d = deployment(proxy, f"err-{fault}/{a1(f'err-{fault}')}")
     assert (d["failures"], d["success_rate"]) == (1, 0.0)
 
 
@@ -132,9 +139,9 @@ def test_continue_mode_finishes_the_answer_on_the_next_candidate(
     assert continued[: len(PROMPT)] == PROMPT
     assert continued[len(PROMPT)] == {"role": "assistant", "content": prefill}
     assert continued[-1]["role"] == "user" and "Continue" in continued[-1]["content"]
-    d = deployment(proxy, f"cont-{fault}/alpha:gpt-x/a1")
+    d = deployment(proxy, f"cont-{fault}/{a1(f'cont-{fault}')}")
     assert (d["failures"], d["success_rate"]) == (1, 0.0)
-    assert deployment(proxy, f"cont-{fault}/beta:gpt-y/b1")["success_rate"] == 1.0
+    assert deployment(proxy, f"cont-{fault}/beta:cont-{fault}/b1")["success_rate"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -150,7 +157,7 @@ def test_empty_or_late_first_chunk_falls_over_unseen(
     assert error is None and text == "three four"
     assert raw.headers["x-failover-key"] == "b1" and raw.headers["x-failover-attempts"] == "2"
     assert took < 20  # first_chunk_s is 1 s; the upstream would wait 30
-    d = deployment(proxy, f"err-{case}/alpha:gpt-x/a1")
+    d = deployment(proxy, f"err-{case}/{a1(f'err-{case}')}")
     assert (d["failures"], d["success_rate"]) == (1, 0.0)
 
 
@@ -166,7 +173,7 @@ def test_at_most_max_continuations(client: openai.OpenAI, upstream: FakeUpstream
     text, _, error, _, _ = stream(client, "cont-twice")
     assert text == "One two One two "
     assert isinstance(error, openai.APIError) and "max_continuations (1) reached" in error.message
-    assert "alpha:gpt-x/a1=network, beta:gpt-y/b1=network" in error.message
+    assert "alpha:cont-twice/a1=network, beta:cont-twice/b1=network" in error.message
     assert [r.key for r in upstream.received] == [A1, B1]
 
 
@@ -176,7 +183,7 @@ def test_a_primary_that_always_breaks_mid_stream_loses_its_traffic(
     faulty(upstream, "cut")
     for _ in range(3):  # the breaker's failure_threshold
         assert stream(client, "err-breaker")[2] is not None
-    d = deployment(proxy, "err-breaker/alpha:gpt-x/a1")
+    d = deployment(proxy, f"err-breaker/{a1('err-breaker')}")
     assert d["state"] == "open" and d["failures"] == 3
     upstream.reset()
     text, _, error, _, _ = stream(client, "err-breaker")
@@ -201,7 +208,7 @@ def _no_leaks(upstream: FakeUpstream) -> None:
                 "alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": {"a1": A1}},
                 "beta": {"provider": "openai", "api_base": upstream.url, "api_keys": {"b1": B1}},
             },
-            "routes": {"leak-err": _route("error"), "leak-cont": _route("continue")},
+            "routes": {"leak-err": _route("leak-err", "error"), "leak-cont": _route("leak-cont", "continue")},
         },
     }
     with ProxyProcess(config, env={"FAILOVER_DEBUG_TASKS": "1"}) as proxy:

@@ -129,10 +129,10 @@ async def test_health_check_closes_the_breaker_without_a_user_request(upstream: 
         await served_by(router)
     checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
     clock.now += 1  # well inside the 10 s cooldown
-    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]  # still down: stays open
+    assert await checker.tick() == ["alpha:gpt-x/a1"]  # still down: stays open
     upstream.reset()  # the primary is back
     clock.now += 1
-    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]
+    assert await checker.tick() == ["alpha:gpt-x/a1"]
     assert keys(upstream) == ["sk-a1"]  # the health check's own call
     assert await checker.tick() == []  # closed: nothing to check
     upstream.reset()
@@ -173,7 +173,7 @@ async def test_litellm_cooldown_is_adopted_and_a_health_check_ends_it(upstream: 
     [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
     assert row["state"] == "open" and "LiteLLM cooldown" in row["reason"] and row["litellm_cooldown"]
     checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
-    assert await checker.tick() == ["chat/alpha:gpt-x/a1"]
+    assert await checker.tick() == ["alpha:gpt-x/a1"]
     assert not await runner.cooling_down(["chat/alpha:gpt-x/a1"])  # cleared with the breaker
     assert await served_by(router) == "a1"
 

@@ -160,3 +160,24 @@ def test_exhausted_error_lists_every_attempt_without_secrets() -> None:
     assert body["attempts"][0]["reason"] == "down"
     assert "3 upstream call(s)" in err.message
     assert "sk-" not in repr(body) and "sk-" not in err.message
+
+
+def test_the_walk_pauses_where_the_state_is_not_known_yet() -> None:
+    plan = plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    unavailable: dict[str, Outcome] = {}
+    run = FailoverRun(plan, unavailable, known=0)
+    assert list(run.candidates()) == [] and run.paused and run.attempts == []
+    unavailable["chat/alpha:gpt-x/a1"] = Outcome.SKIPPED_OPEN  # what the caller read of the first one
+    run.learned(1)
+    assert list(run.candidates()) == [] and run.paused  # a1 skipped; b1 not known yet
+    run.learned(3)  # nothing else unavailable
+    assert walk(run, {"b1": Failure(503)}) == ["b1", "a2"] and not run.paused
+    assert [a.outcome for a in run.attempts] == [Outcome.SKIPPED_OPEN, Outcome.FAILED_OVER, Outcome.SUCCESS]
+
+
+def test_reread_forgets_what_was_known_beyond_the_walk() -> None:
+    plan = plan_for({"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan, known=2)
+    next(run.candidates())
+    run.reread()
+    assert run.known == 1 == run.position
