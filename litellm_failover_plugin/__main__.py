@@ -3,11 +3,13 @@
     python -m litellm_failover_plugin check --config config.yaml
     python -m litellm_failover_plugin status --proxy-url http://127.0.0.1:4000
     python -m litellm_failover_plugin status --config config.yaml     # shared state, from Redis
+    python -m litellm_failover_plugin status --proxy-url ... --route chat --json   # one route, as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -46,35 +48,60 @@ def check(path: str) -> int:
     return 0
 
 
-COLUMNS = (
-    "deployment",
-    "state",
-    "failures",
-    "open_for_s",
-    "litellm_cooldown",
-    "calls",
-    "latency_ms",
-    "success_rate",
-    "score",
-    "reason",
+# (header, how a row shows it): fits 80 columns; long names wrap inside their column, and a
+# row's reason goes on a line of its own under it. --json has every field (score, open_until...).
+COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("route", lambda r: r.get("route")),
+    ("candidate", lambda r: f"{r['backend']}:{r['model']}/{r['key']}" if r.get("backend") else r.get("deployment")),
+    ("state", lambda r: r.get("state")),
+    ("fails", lambda r: r.get("failures")),
+    ("open s", lambda r: r.get("open_for_s") or None),
+    ("cool", lambda r: None if r.get("litellm_cooldown") is None else ("yes" if r["litellm_cooldown"] else "no")),
+    ("calls", lambda r: r.get("calls")),
+    ("ms", lambda r: None if r.get("latency_ms") is None else round(r["latency_ms"])),
+    ("ok", lambda r: None if r.get("success_rate") is None else f"{r['success_rate']:.0%}"),
 )
+TEXT_COLUMNS = ("route", "candidate", "state")
 
 
-def _table(title: str, rows: list[dict[str, Any]]) -> None:
+def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> str:
+    """The status table as text, wrapped to `width` columns (default: the terminal's, else 80)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("deployment", "state", "reason") else "right")
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=True)
+    for header, _ in COLUMNS:
+        text = header in TEXT_COLUMNS
+        ratio = {"route": 1, "candidate": 3}.get(header)  # the names get what the numbers leave
+        table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio)
     style = {"closed": "green", "open": "red", "half_open": "yellow"}
     for row in rows:
-        cells = ["-" if row.get(c) is None else str(row.get(c)) for c in COLUMNS]
+        cells = [_cell(show(row)) for _, show in COLUMNS]
         table.add_row(*cells, style=style.get(str(row.get("state")), ""))
-    Console().print(table)
+        if row.get("reason"):
+            table.add_row("", f"  {row['reason']}", *[""] * (len(COLUMNS) - 2), style="dim")
+    try:
+        console.print(table)
+        return console.export_text(styles=sys.stdout.isatty())
+    finally:
+        console.file.close()
 
 
-def status_from_proxy(url: str, api_key: str | None) -> int:
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(render_table(title, rows))
+
+
+def _only(rows: list[dict[str, Any]], route: str | None) -> list[dict[str, Any]]:
+    return rows if route is None else [r for r in rows if r.get("route") == route]
+
+
+def status_from_proxy(url: str, api_key: str | None, route: str | None = None, as_json: bool = False) -> int:
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -87,11 +114,18 @@ def status_from_proxy(url: str, api_key: str | None) -> int:
         print(f"{url}/failover/status answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
         return 1
     body = r.json()
-    _table(f"failover status of {url} (state store: {body.get('store')})", body.get("deployments", []))
+    body["deployments"] = _only(body.get("deployments", []), route)
+    if route is not None:
+        body["queues"] = {n: q for n, q in (body.get("queues") or {}).items() if n == route}
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return 0
+    worker = f", answered by pid {body['pid']}" if body.get("pid") is not None else ""
+    _table(f"failover status of {url} (state store: {body.get('store')}{worker})", body["deployments"])
     return 0
 
 
-def status_from_store(path: str) -> int:
+def status_from_store(path: str, route: str | None = None, as_json: bool = False) -> int:
     """Read the shared breaker state straight from Redis (no proxy needed)."""
     import asyncio
 
@@ -103,7 +137,8 @@ def status_from_store(path: str) -> int:
     if not settings.redis_url:
         print("no Redis in this config: breaker state lives in each proxy; use --proxy-url", file=sys.stderr)
         return 1
-    ids = [c.deployment_id for p in compile_routes(settings).values() for c in p.candidates]
+    candidates = [c for p in compile_routes(settings).values() for c in p.candidates if route in (None, c.route)]
+    ids = [c.deployment_id for c in candidates]
 
     async def read() -> list[dict[str, Any]]:
         store = RedisStore.from_url(str(settings.redis_url), timeout_s=2)
@@ -112,8 +147,17 @@ def status_from_store(path: str) -> int:
         finally:
             await store.aclose()
         return [
-            {"deployment": i, "state": b.state.value, "failures": b.failures, "reason": b.reason}
-            for i, b in zip(ids, breakers, strict=False)
+            {
+                "deployment": c.deployment_id,
+                "route": c.route,
+                "backend": c.backend,
+                "model": c.model,
+                "key": c.key,
+                "state": b.state.value,
+                "failures": b.failures,
+                "reason": b.reason,
+            }
+            for c, b in zip(candidates, breakers, strict=False)
         ]
 
     try:
@@ -121,6 +165,9 @@ def status_from_store(path: str) -> int:
     except Exception as e:
         print(f"cannot read the state store: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    if as_json:
+        print(json.dumps({"store": "redis", "deployments": rows}, indent=2))
+        return 0
     _table("failover status (shared state in Redis)", rows)
     return 0
 
@@ -135,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--proxy-url", help="ask a running proxy (GET /failover/status)")
     where.add_argument("--config", help="read the shared state from the Redis this config names")
     s.add_argument("--api-key", default=os.environ.get("LITELLM_API_KEY"), help="a proxy key (default $LITELLM_API_KEY)")
+    s.add_argument("--route", help="only this route's deployments")
+    s.add_argument("--json", action="store_true", help="print the status as JSON (as GET /failover/status answers)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(args.config)
     if args.proxy_url:
-        return status_from_proxy(args.proxy_url, args.api_key)
-    return status_from_store(args.config)
+        return status_from_proxy(args.proxy_url, args.api_key, args.route, args.json)
+    return status_from_store(args.config, args.route, args.json)
 
 
 def run() -> int:
