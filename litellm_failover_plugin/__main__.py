@@ -120,8 +120,8 @@ def status_from_proxy(url: str, api_key: str | None, route: str | None = None, a
     if as_json:
         print(json.dumps(body, indent=2))
         return 0
-    worker = f", answered by pid {body['pid']}" if body.get("pid") is not None else ""
-    _table(f"failover status of {url} (state store: {body.get('store')}{worker})", body["deployments"])
+    worker = f" (worker pid {body['pid']})" if body.get("pid") is not None else ""
+    _table(f"failover status of {url}{worker}, state store: {body.get('store')}", body["deployments"])
     return 0
 
 
