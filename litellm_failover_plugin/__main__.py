@@ -75,7 +75,9 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
     for header, _ in COLUMNS:
         text = header in TEXT_COLUMNS
         ratio = {"route": 1, "candidate": 3}.get(header)  # the names get what the numbers leave
-        table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio)
+        table.add_column(
+            header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio, min_width=len(header)
+        )
     style = {"closed": "green", "open": "red", "half_open": "yellow"}
     for row in rows:
         cells = [_cell(show(row)) for _, show in COLUMNS]

@@ -170,9 +170,9 @@ def test_status_json_names_the_worker_and_filters_by_route(client: httpx.Client,
 
 
 def test_metrics_true_serves_them_without_litellms_prometheus_callback(upstream: FakeUpstream) -> None:
-    with ProxyProcess(config(upstream, callbacks=["litellm_failover_plugin.plugin"], metrics=True)) as p:
-        with httpx.Client(base_url=p.url, timeout=30, headers=p.headers) as c:
-            assert chat(c, "main").status_code == 200
-            text = c.get("/metrics/").text
+    cfg = config(upstream, callbacks=["litellm_failover_plugin.plugin"], metrics=True)
+    with ProxyProcess(cfg) as p, httpx.Client(base_url=p.url, timeout=30, headers=p.headers) as c:
+        assert chat(c, "main").status_code == 200
+        text = c.get("/metrics/").text
     assert sample(text, "failover_requests_total", route="main", result="success") == 1.0
     assert sample(text, "failover_attempts_total", route="main", key="a1", outcome="success") == 1.0
