@@ -74,7 +74,7 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=True)
     for header, _ in COLUMNS:
         text = header in TEXT_COLUMNS
-        ratio = {"route": 1, "candidate": 3}.get(header)  # the names get what the numbers leave
+        ratio = {"route": 1, "candidate": 2}.get(header)  # the names share what the numbers leave
         table.add_column(
             header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio, min_width=len(header)
         )
