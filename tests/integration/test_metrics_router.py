@@ -1,6 +1,7 @@
 """The runner's instrumentation events and the Prometheus hook, on a plain Router (fake upstream,
 waits recorded, never slept)."""
 
+import asyncio
 from typing import Any
 
 import litellm
@@ -8,14 +9,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from litellm_failover_plugin import FailoverExhausted, attach
+from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.instrumentation import (
     AttemptMade,
     BreakerSeen,
     BudgetDenied,
     Event,
+    QueueChanged,
     RequestDone,
     UpstreamLatency,
 )
+from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.metrics import PrometheusHook
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
@@ -108,3 +112,37 @@ async def test_without_hooks_no_event_is_built(upstream: FakeUpstream, monkeypat
         monkeypatch.setattr(f"litellm_failover_plugin.litellm.runner.{cls.__name__}", built)
     upstream.set(**{"sk-a1": Behavior(500)})
     await router.acompletion(model="chat", messages=MESSAGES)
+
+
+async def test_a_queued_request_reports_the_queue_and_every_walk(upstream: FakeUpstream) -> None:
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    runner = attach(
+        router,
+        {
+            "backends": backends(upstream),
+            "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+            "breaker": {"failure_threshold": 1, "cooldown_s": 60},
+            "queue": {"max_size": 5, "max_wait_s": 10, "recheck_s": 0.1},
+        },
+    )
+    events: list[Event] = []
+    registry = CollectorRegistry()
+    runner.hooks = (events.append, PrometheusHook(registry))
+    upstream.set(Behavior(503))
+    task = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+    for _ in range(500):  # until it waits in the queue
+        if QueueChanged("chat", 1) in events:
+            break
+        await asyncio.sleep(0.02)
+    assert registry.get_sample_value("failover_queue_length", {"route": "chat"}) == 1.0
+    upstream.reset()
+    await HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2)).tick()  # closes the breakers
+    await asyncio.wait_for(task, 10)
+
+    attempts = [(e.key, e.outcome) for e in events if isinstance(e, AttemptMade)]
+    assert attempts[:2] == [("a1", "failed_over"), ("b1", "failed_over")]  # the walk before it queued
+    assert attempts[-1] == ("a1", "success")
+    left = [e for e in events if isinstance(e, QueueChanged) and e.waited_s is not None]
+    assert len(left) == 1 and left[0].length == 0 and left[0].waited_s >= 0
+    assert registry.get_sample_value("failover_queue_length", {"route": "chat"}) == 0.0
+    assert registry.get_sample_value("failover_queue_wait_seconds_count", {"route": "chat"}) == 1.0
