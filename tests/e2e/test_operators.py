@@ -25,7 +25,7 @@ KEYS = {"a1": "sk-ops-a1-5d1e", "a2": "sk-ops-a2-5d1e", "b1": "sk-ops-b1-5d1e", 
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-def config(upstream: FakeUpstream, *, callbacks: list[str], metrics: bool = False) -> dict[str, Any]:
+def config(upstream: FakeUpstream, *, callbacks: list[str], metrics: bool = False, **extra: Any) -> dict[str, Any]:
     def backend(*keys: str) -> dict[str, Any]:
         return {"provider": "openai", "api_base": upstream.url, "api_keys": {k: KEYS[k] for k in keys}}
 
@@ -43,6 +43,7 @@ def config(upstream: FakeUpstream, *, callbacks: list[str], metrics: bool = Fals
             # one failure opens a breaker; short cooldowns so a recovered upstream is probed soon
             "breaker": {"failure_threshold": 1, "cooldown_s": 2, "max_cooldown_s": 8},
             "metrics": metrics,
+            **extra,
         },
     }
 
@@ -169,10 +170,16 @@ def test_status_json_names_the_worker_and_filters_by_route(client: httpx.Client,
     assert "gamma:gpt-z/g1" in table.stdout
 
 
-def test_metrics_true_serves_them_without_litellms_prometheus_callback(upstream: FakeUpstream) -> None:
-    cfg = config(upstream, callbacks=["litellm_failover_plugin.plugin"], metrics=True)
+def test_metrics_true_serves_them_without_litellms_prometheus_callback_and_health_may_need_a_key(
+    upstream: FakeUpstream,
+) -> None:
+    cfg = config(upstream, callbacks=["litellm_failover_plugin.plugin"], metrics=True, health_endpoint={"auth": True})
     with ProxyProcess(cfg) as p, httpx.Client(base_url=p.url, timeout=30, headers=p.headers) as c:
         assert chat(c, "main").status_code == 200
         text = c.get("/metrics/").text
+        # refused without a key, as /failover/status is (how depends on LiteLLM: 401, or 400/500 with no db)
+        refused = httpx.get(f"{p.url}/failover/health", timeout=30)
+        assert refused.status_code >= 400 and "routes" not in refused.text
+        assert c.get("/failover/health").status_code == 200
     assert sample(text, "failover_requests_total", route="main", result="success") == 1.0
     assert sample(text, "failover_attempts_total", route="main", key="a1", outcome="success") == 1.0
