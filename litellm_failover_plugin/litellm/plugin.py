@@ -333,6 +333,8 @@ def _add_health_route(plugin: FailoverPlugin) -> None:
     except ImportError:  # litellm used without its proxy extras
         return
     _health_route_added = True
+
+
 STATUS_PATH = "/failover/status"
 
 
