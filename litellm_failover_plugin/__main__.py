@@ -51,8 +51,7 @@ def check(path: str) -> int:
 # (header, how a row shows it): fits 80 columns; long names wrap inside their column, and a
 # row's reason goes on a line of its own under it. --json has every field (score, open_until...).
 COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("route", lambda r: r.get("route")),
-    ("candidate", lambda r: f"{r['backend']}:{r['model']}/{r['key']}" if r.get("backend") else r.get("deployment")),
+    ("deployment", lambda r: r.get("deployment")),  # route/backend:model/key (the key's name)
     ("state", lambda r: r.get("state")),
     ("fails", lambda r: r.get("failures")),
     ("open s", lambda r: r.get("open_for_s") or None),
@@ -61,7 +60,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("ms", lambda r: None if r.get("latency_ms") is None else round(r["latency_ms"])),
     ("ok", lambda r: None if r.get("success_rate") is None else f"{r['success_rate']:.0%}"),
 )
-TEXT_COLUMNS = ("route", "candidate", "state")
+TEXT_COLUMNS = ("deployment", "state")
 
 
 def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> str:
@@ -74,7 +73,7 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=True)
     for header, _ in COLUMNS:
         text = header in TEXT_COLUMNS
-        ratio = {"route": 1, "candidate": 2}.get(header)  # the names share what the numbers leave
+        ratio = 1 if header == "deployment" else None  # the name gets what the numbers leave
         table.add_column(
             header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio, min_width=len(header)
         )
@@ -83,7 +82,7 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
         cells = [_cell(show(row)) for _, show in COLUMNS]
         table.add_row(*cells, style=style.get(str(row.get("state")), ""))
         if row.get("reason"):
-            table.add_row("", f"  {row['reason']}", *[""] * (len(COLUMNS) - 2), style="dim")
+            table.add_row(f"  {row['reason']}", *[""] * (len(COLUMNS) - 1), style="dim")
     try:
         console.print(table)
         return console.export_text(styles=sys.stdout.isatty())
@@ -122,8 +121,8 @@ def status_from_proxy(url: str, api_key: str | None, route: str | None = None, a
     if as_json:
         print(json.dumps(body, indent=2))
         return 0
-    worker = f" (worker pid {body['pid']})" if body.get("pid") is not None else ""
-    _table(f"failover status of {url}{worker}, state store: {body.get('store')}", body["deployments"])
+    worker = f", answered by worker pid {body['pid']}" if body.get("pid") is not None else ""
+    _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body["deployments"])
     return 0
 
 

@@ -165,9 +165,9 @@ def test_status_json_names_the_worker_and_filters_by_route(client: httpx.Client,
     assert isinstance(body["pid"], int)
     assert [d["deployment"] for d in body["deployments"]] == ["solo/gamma:gpt-z/g1"]
     table = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "COLUMNS": "80"})
-    assert f"(worker pid {body['pid']})" in " ".join(table.stdout.split())
+    assert f"answered by worker pid {body['pid']}" in " ".join(table.stdout.split())
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
-    assert "gamma:gpt-z/g1" in table.stdout
+    assert "solo/gamma:gpt-z/g1" in "".join(table.stdout.split())
 
 
 def test_metrics_true_serves_them_without_litellms_prometheus_callback_and_health_may_need_a_key(
