@@ -3,11 +3,13 @@
     python -m litellm_failover_plugin check --config config.yaml
     python -m litellm_failover_plugin status --proxy-url http://127.0.0.1:4000
     python -m litellm_failover_plugin status --config config.yaml     # shared state, from Redis
+    python -m litellm_failover_plugin status --proxy-url ... --route chat --json   # one route, as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -46,44 +48,67 @@ def check(path: str) -> int:
     return 0
 
 
-COLUMNS = (
-    "deployment",
-    "shared_by",
-    "state",
-    "failures",
-    "open_for_s",
-    "litellm_cooldown",
-    "calls",
-    "latency_ms",
-    "success_rate",
-    "score",
-    "reason",
+# (header, how a row shows it): fits 80 columns; long names wrap inside their column, and a
+# row's reason goes on a line of its own under it. --json has every field (score, open_until...).
+COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("deployment", lambda r: r.get("deployment")),  # route/backend:model/key (the key's name)
+    ("state", lambda r: r.get("state")),
+    ("fails", lambda r: r.get("failures")),
+    ("open s", lambda r: r.get("open_for_s") or None),
+    ("cool", lambda r: None if r.get("litellm_cooldown") is None else ("yes" if r["litellm_cooldown"] else "no")),
+    ("calls", lambda r: r.get("calls")),
+    ("ms", lambda r: None if r.get("latency_ms") is None else round(r["latency_ms"])),
+    ("ok", lambda r: None if r.get("success_rate") is None else f"{r['success_rate']:.0%}"),
 )
+TEXT_COLUMNS = ("deployment", "state")
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _table(title: str, rows: list[dict[str, Any]]) -> None:
+def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> str:
+    """The status table as text, wrapped to `width` columns (default: the terminal's, else 80)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("deployment", "state", "reason") else "right")
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=True)
+    for header, _ in COLUMNS:
+        text = header in TEXT_COLUMNS
+        ratio = 1 if header == "deployment" else None  # the name gets what the numbers leave
+        table.add_column(
+            header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio, min_width=len(header)
+        )
     style = {"closed": "green", "open": "red", "half_open": "yellow"}
     for row in rows:
-        cells = [_cell(row.get(c)) for c in COLUMNS]
+        cells = [_cell(show(row)) for _, show in COLUMNS]
         table.add_row(*cells, style=style.get(str(row.get("state")), ""))
-    Console().print(table)
+        shared = row.get("shared_by") or []
+        note = " ".join(
+            part
+            for part in (row.get("reason") or "", f"(key shared by {', '.join(shared)})" if len(shared) > 1 else "")
+            if part
+        )
+        if note:
+            table.add_row(f"  {note}", *[""] * (len(COLUMNS) - 1), style="dim")
+    try:
+        console.print(table)
+        return console.export_text(styles=sys.stdout.isatty())
+    finally:
+        console.file.close()
 
 
-def status_from_proxy(url: str, api_key: str | None) -> int:
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(render_table(title, rows))
+
+
+def _only(rows: list[dict[str, Any]], route: str | None) -> list[dict[str, Any]]:
+    return rows if route is None else [r for r in rows if r.get("route") == route]
+
+
+def status_from_proxy(url: str, api_key: str | None, route: str | None = None, as_json: bool = False) -> int:
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -96,12 +121,18 @@ def status_from_proxy(url: str, api_key: str | None) -> int:
         print(f"{url}/failover/status answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
         return 1
     body = r.json()
-    worker = f" answered by worker pid {body['worker']}" if body.get("worker") is not None else ""
-    _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body.get("deployments", []))
+    body["deployments"] = _only(body.get("deployments", []), route)
+    if route is not None:
+        body["queues"] = {n: q for n, q in (body.get("queues") or {}).items() if n == route}
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return 0
+    worker = f", answered by worker pid {body['worker']}" if body.get("worker") is not None else ""
+    _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body["deployments"])
     return 0
 
 
-def status_from_store(path: str) -> int:
+def status_from_store(path: str, route: str | None = None, as_json: bool = False) -> int:
     """Read the shared breaker state straight from Redis (no proxy needed)."""
     import asyncio
 
@@ -113,11 +144,12 @@ def status_from_store(path: str) -> int:
     if not settings.redis_url:
         print("no Redis in this config: breaker state lives in each proxy; use --proxy-url", file=sys.stderr)
         return 1
-    candidates = [c for p in compile_routes(settings).values() for c in p.candidates]
-    hids = list(dict.fromkeys(c.health_id for c in candidates))  # one breaker per key, shared by routes
+    every = [c for p in compile_routes(settings).values() for c in p.candidates]
     routes: dict[str, list[str]] = {}
-    for c in candidates:
+    for c in every:
         routes.setdefault(c.health_id, []).append(c.route)
+    candidates = [c for c in every if route in (None, c.route)]
+    hids = list(dict.fromkeys(c.health_id for c in candidates))  # one breaker per key, shared by routes
 
     async def read() -> list[dict[str, Any]]:
         store = RedisStore.from_url(str(settings.redis_url), timeout_s=2)
@@ -128,6 +160,10 @@ def status_from_store(path: str) -> int:
         return [
             {
                 "deployment": c.deployment_id,
+                "route": c.route,
+                "backend": c.backend,
+                "model": c.model,
+                "key": c.key,
                 "health": c.health_id,
                 "shared_by": routes[c.health_id],
                 "state": breakers[c.health_id].state.value,
@@ -142,6 +178,9 @@ def status_from_store(path: str) -> int:
     except Exception as e:
         print(f"cannot read the state store: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    if as_json:
+        print(json.dumps({"store": "redis", "deployments": rows}, indent=2))
+        return 0
     _table("failover status (shared state in Redis)", rows)
     return 0
 
@@ -156,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--proxy-url", help="ask a running proxy (GET /failover/status)")
     where.add_argument("--config", help="read the shared state from the Redis this config names")
     s.add_argument("--api-key", default=os.environ.get("LITELLM_API_KEY"), help="a proxy key (default $LITELLM_API_KEY)")
+    s.add_argument("--route", help="only this route's deployments")
+    s.add_argument("--json", action="store_true", help="print the status as JSON (as GET /failover/status answers)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(args.config)
     if args.proxy_url:
-        return status_from_proxy(args.proxy_url, args.api_key)
-    return status_from_store(args.config)
+        return status_from_proxy(args.proxy_url, args.api_key, args.route, args.json)
+    return status_from_store(args.config, args.route, args.json)
 
 
 def run() -> int:

@@ -342,6 +342,13 @@ class CommandSettings(_Model):
     session_ttl_s: float = Field(86400.0, gt=0, le=30 * DAY_S)  # a !/set session expires after this long idle
 
 
+class HealthEndpointSettings(_Model):
+    """GET /failover/health, for load balancers and readiness probes (see litellm/health_endpoint.py)."""
+
+    enabled: bool = True
+    auth: bool = False  # true: behind the proxy's own key check, like /failover/status
+
+
 class FailoverSettings(_Model):
     defaults: Defaults = Field(default_factory=Defaults)
     backends: dict[str, Backend] = Field(min_length=1)
@@ -354,6 +361,8 @@ class FailoverSettings(_Model):
     retry_budget: RetryBudgetSettings | None = None  # off unless set
     queue: QueueSettings | None = None  # off unless set (here for every route, or per route)
     redis_url: str | None = None  # else router_settings.redis_host/port/password, else in memory
+    health_endpoint: HealthEndpointSettings = Field(default_factory=HealthEndpointSettings)
+    metrics: bool = False  # serve /metrics even without LiteLLM's prometheus callback
 
     @field_validator("redis_url")
     @classmethod

@@ -329,6 +329,19 @@ def proxy_app() -> tuple[Any, Any]:
     return app, user_api_key_auth
 
 
+def prometheus_callback_on() -> bool:
+    """Whether LiteLLM's `prometheus` callback is configured (it serves /metrics from the default
+    prometheus_client registry), by name or as its logger instance."""
+    import litellm
+
+    lists = ("callbacks", "success_callback", "_async_success_callback", "failure_callback", "_async_failure_callback")
+    for name in lists:
+        for cb in getattr(litellm, name, None) or []:
+            if cb == "prometheus" or type(cb).__name__ == "PrometheusLogger":
+                return True
+    return False
+
+
 _refused_warned = False
 
 

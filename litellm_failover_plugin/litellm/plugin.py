@@ -94,6 +94,12 @@ class FailoverPlugin(CustomLogger):
             return
         self.runner = install(router, self.settings, self._the_store())
         self.live.router, self.live.runner = router, self.runner
+        if self.settings.metrics or adapter.prometheus_callback_on():
+            from .metrics import process_hook, serve_metrics  # prometheus_client, only when metrics are on
+
+            self.runner.hooks = (process_hook(),)
+            if self.settings.metrics:
+                serve_metrics()
         if self._load_task is None:  # the stored runtime routes, once per process
             self._load_task = _spawn(self._load_routes)
         if any(self.settings.queue_for(r) for r in self.settings.routes):
@@ -108,6 +114,7 @@ class FailoverPlugin(CustomLogger):
         if self.settings.redis_url and wants_notices and (self._listen_task is None or self._listen_task.done()):
             self._listen_task = _spawn(self._listen_for_recoveries)
         _add_status_route(self)
+        _add_health_route(self)
 
     async def _load_routes(self) -> None:
         try:
@@ -158,6 +165,7 @@ class FailoverPlugin(CustomLogger):
         self._startup = _spawn(self._install_when_ready)
 
     async def _install_when_ready(self) -> None:
+        _add_health_route(self)  # answers 503 until the routes are installed
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _ROUTER_WAIT_S
         while _live_router() is None and loop.time() < deadline:
@@ -331,6 +339,24 @@ def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]
 
 
 _status_route_added = False
+_health_route_added = False
+
+
+def _add_health_route(plugin: FailoverPlugin) -> None:
+    """GET /failover/health on the proxy (see health_endpoint.py), once per process."""
+    global _health_route_added
+    settings = plugin.settings.health_endpoint
+    if _health_route_added or not settings.enabled:
+        return
+    try:
+        from .health_endpoint import add_health_route
+
+        add_health_route(lambda: _proxy_plugin or plugin, auth=settings.auth)
+    except ImportError:  # litellm used without its proxy extras
+        return
+    _health_route_added = True
+
+
 STATUS_PATH = "/failover/status"
 
 

@@ -42,6 +42,16 @@ from ..conditions import falls_over
 from ..config import FailoverSettings
 from ..errors import EXHAUSTED_TYPE, FailoverExhausted
 from ..herd import Herd
+from ..instrumentation import (
+    AttemptMade,
+    BreakerSeen,
+    BudgetDenied,
+    Event,
+    Hook,
+    QueueChanged,
+    RequestDone,
+    UpstreamLatency,
+)
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy, next_wait
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
@@ -135,6 +145,7 @@ class FailoverRunner:
         self._retiring: list[tuple[int, frozenset[str]]] = []  # deployments to remove once unused
         self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)
         self.herd = Herd()  # this process's calls in flight per key, and the keys whose last call failed
+        self.hooks: tuple[Hook, ...] = ()  # instrumentation (instrumentation.py); empty: no event is built
         self._apply(settings, plans)
 
     def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
@@ -218,9 +229,20 @@ class FailoverRunner:
             self.restore()
         generation = self.generation
         self._running[generation] += 1
+        result = "error"
         try:
-            return await self.run(plan, args, kwargs)
+            response = await self.run(plan, args, kwargs)
+            result = "success"
+            return response
+        except ProxyFailoverExhausted:
+            result = "exhausted"
+            raise
+        except asyncio.CancelledError:
+            result = "cancelled"
+            raise
         finally:
+            if self.hooks:
+                self.emit(RequestDone(plan.name, result))
             self._running[generation] -= 1
             if self._running[generation] <= 0:
                 del self._running[generation]
@@ -250,6 +272,14 @@ class FailoverRunner:
             log.info("failover stream route=%s: continuation failed: %s", ctx.run.plan.name, type(e).__name__)
             return None
         return None if got is _EXHAUSTED else got
+
+    def emit(self, event: Event) -> None:
+        """Hand one event to every hook; a hook that raises is logged, never the request's problem."""
+        for hook in self.hooks:
+            try:
+                hook(event)
+            except Exception:
+                log.exception("failover instrumentation: a hook failed on %s", type(event).__name__)
 
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
@@ -324,6 +354,11 @@ class FailoverRunner:
             elif verdict is Access.PROBE:
                 snap.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
                 snap.due.add(hid)
+        if self.hooks:  # the gauge follows what any replica did, as read
+            for c in cands:
+                seen = snap.breakers.get(c.health_id)
+                if seen is not None:
+                    self.emit(BreakerSeen(c.route, c.backend, c.model, c.key, seen.state.value))
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
         """Apply one step to a key's breaker (`id`: its health id) atomically in the store; log
@@ -414,6 +449,10 @@ class FailoverRunner:
             t.new.value,
             t.reason,
         )
+        if self.hooks:  # one key, every route that uses it
+            for dep in self.deployments_of.get(id, ()):
+                c = self.candidates[dep]
+                self.emit(BreakerSeen(c.route, c.backend, c.model, c.key, t.new.value))
 
     def _extra_call_allowed(self, run: FailoverRun, pending: int = 0) -> bool:
         """Every upstream call after a request's first spends the retry budget. `pending`: calls
@@ -423,6 +462,8 @@ class FailoverRunner:
         if self.budget.try_withdraw(self.clock()):
             return True
         run.stop("retry budget exhausted: no more extra upstream calls for now")
+        if self.hooks:
+            self.emit(BudgetDenied(run.plan.name))
         return False
 
     async def run(self, plan: RoutePlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -452,6 +493,8 @@ class FailoverRunner:
                 now = self.clock()
                 if place is None:
                     place = waiter.enter(self._priority(kwargs, waiter.settings.default_priority))
+                    if self.hooks:
+                        self.emit(QueueChanged(plan.name, len(waiter.queue)))
                     if place is None:
                         run.stop(f"the queue of route {plan.name!r} is full ({waiter.settings.max_size} waiting)")
                         raise self._exhausted(run, kwargs, status=503, retry_after=snap.next_due)
@@ -468,8 +511,21 @@ class FailoverRunner:
         finally:
             if place is not None and waiter is not None:
                 await waiter.done(place)
+                if self.hooks:
+                    self.emit(QueueChanged(plan.name, len(waiter.queue), self.clock() - place.ticket.since))
 
-    async def _walk(
+    async def _walk(self, run: FailoverRun, *args: Any, **kwargs: Any) -> Any:
+        """_walk_plan, telling the hooks about the attempts this walk added."""
+        if not self.hooks:
+            return await self._walk_plan(run, *args, **kwargs)
+        before = len(run.attempts)
+        try:
+            return await self._walk_plan(run, *args, **kwargs)
+        finally:
+            for a in run.attempts[before:]:
+                self.emit(AttemptMade.of(a.candidate, a.outcome.value))
+
+    async def _walk_plan(
         self,
         run: FailoverRun,
         snap: Snapshot,
@@ -560,6 +616,10 @@ class FailoverRunner:
                     self._observe(hid, True, (self.clock() - t0) * 1000)
                     await self.report(hid, Signal.SUCCESS, snap.breakers.get(hid))
                 run.succeeded(candidate)
+                if self.hooks:
+                    took = opened.latency_ms / 1000 if opened is not None and opened.latency_ms is not None else self.clock() - t0
+                    c = candidate
+                    self.emit(UpstreamLatency(c.route, c.backend, c.model, c.key, took, opened is not None))
                 if opened is not None and continuing is not None:
                     return opened, candidate
                 headers = self._record(kwargs, run, candidate)

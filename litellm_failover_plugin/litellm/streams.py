@@ -22,6 +22,7 @@ import openai
 
 from ..breaker import Signal, signal_of
 from ..conditions import Failure, Kind, falls_over
+from ..instrumentation import AttemptMade
 from ..routing import Candidate, FailoverRun
 from ..streaming import (
     INTERRUPTED_TYPE,
@@ -279,6 +280,8 @@ class Supervised:
             runner._observe(hid, False, None)
         await runner.report(hid, signal_of(failure, counted), ctx.snap.breakers.get(hid), failure.retry_after_s)
         ctx.run.interrupted(candidate, failure)
+        if runner.hooks:  # counted a success when it opened; now also an interrupted attempt
+            runner.emit(AttemptMade.of(candidate, "interrupted"))
         ctx.parts.append(_part(candidate, progress.chunks, failed.fault.value))
         ctx.usage = ctx.usage + _usage_of(opened, progress, ctx.kwargs)
         mode, limit = mid_stream_for(runner.settings, ctx.run.plan.name)

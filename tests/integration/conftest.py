@@ -1,8 +1,8 @@
 import pytest
 
-from tests.fixtures import clean, upstream
+from tests.fixtures import clean, redis_server, upstream
 
-__all__ = ["clean", "upstream"]
+__all__ = ["clean", "redis_server", "upstream"]
 
 
 @pytest.fixture(autouse=True)
