@@ -85,6 +85,14 @@ def check_litellm_params(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def backend_params(value: dict[str, Any]) -> dict[str, Any]:
+    """A backend's or a key's litellm_params: the plugin sets the model and the key itself."""
+    for forbidden in ("model", "api_key"):
+        if forbidden in value:
+            raise ValueError(f"{forbidden!r} is set by the plugin; use provider and api_keys instead")
+    return check_litellm_params(value)
+
+
 def resolve_secret(value: str) -> str:
     """`os.environ/NAME` -> the variable's value; anything else is taken as written."""
     if value.startswith(ENV_PREFIX):
@@ -111,15 +119,7 @@ class KeyEndpoint(_Model):
 
     api_base: str | None = None
     api_version: str | None = None
-    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: check_litellm_params(v))] = Field(default_factory=dict)
-
-    @field_validator("litellm_params")
-    @classmethod
-    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for forbidden in ("model", "api_key"):
-            if forbidden in value:
-                raise ValueError(f"{forbidden!r} is set by the plugin; use the key's 'key' instead")
-        return value
+    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: backend_params(v))] = Field(default_factory=dict)
 
 
 class Backend(_Model):
@@ -172,10 +172,7 @@ class Backend(_Model):
     @field_validator("litellm_params")
     @classmethod
     def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for forbidden in ("model", "api_key"):
-            if forbidden in value:
-                raise ValueError(f"{forbidden!r} is set by the plugin; use provider/api_keys instead")
-        return check_litellm_params(value)
+        return backend_params(value)
 
 
 class StreamTimeouts(_Model):
