@@ -236,7 +236,7 @@ def check(*, proxy: bool = False) -> None:
     if found:
         raise UnsupportedLiteLLM(list(found))
     if proxy:
-        log.info("litellm_failover_plugin: LiteLLM %s hooks checked (supported: %s)", litellm_version(), SUPPORTED)
+        log.info("failover: LiteLLM %s hooks checked (supported: %s)", litellm_version(), SUPPORTED)
 
 
 # --- the router ----------------------------------------------------------------------------
