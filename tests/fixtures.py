@@ -37,3 +37,10 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(free_port()).start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    """A primary and a backup upstream of their own, for a whole test module."""
+    with FakeUpstream("primary") as primary, FakeUpstream("backup") as backup:
+        yield primary, backup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import math
@@ -73,10 +74,8 @@ def _retry_after(exc: BaseException) -> float | None:
 def _seconds(value: str) -> float | None:
     """Retry-After is delta-seconds or an HTTP date."""
     value = value.strip()
-    try:
+    with contextlib.suppress(ValueError):  # not a number: maybe a date
         return float(value)
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -1,8 +1,8 @@
 import pytest
 
-from tests.fixtures import clean, redis_server, upstream
+from tests.fixtures import clean, redis_server, upstream, upstreams
 
-__all__ = ["clean", "redis_server", "upstream"]
+__all__ = ["clean", "redis_server", "upstream", "upstreams"]
 
 
 @pytest.fixture(autouse=True)

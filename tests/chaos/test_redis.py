@@ -145,12 +145,6 @@ def report(load: Load, fault: str, t_fault: float, t_back: float) -> Report:
     )
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    with FakeUpstream("primary") as primary, FakeUpstream("backup") as backup:
-        yield primary, backup
-
-
 def config(primary: FakeUpstream, backup: FakeUpstream, redis_url: str) -> dict[str, Any]:
     return {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},

@@ -20,12 +20,6 @@ pytestmark = pytest.mark.e2e
 OUTAGE_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    with FakeUpstream("primary") as primary, FakeUpstream("backup") as backup:
-        yield primary, backup
-
-
 @pytest.fixture(autouse=True)
 def up(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[None]:
     for u in upstreams:

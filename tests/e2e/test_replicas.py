@@ -21,12 +21,6 @@ BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 COOLDOWN_S = 3
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    with FakeUpstream("primary") as primary, FakeUpstream("backup") as backup:
-        yield primary, backup
-
-
 def config(primary: FakeUpstream, backup: FakeUpstream, redis_url: str) -> dict[str, Any]:
     return {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
