@@ -171,7 +171,11 @@ def test_a_stream_of_tool_calls_is_not_continued(client: openai.OpenAI, upstream
 def test_at_most_max_continuations(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     upstream.set(Behavior(fault="cut", fault_after=2, text=FIRST_PART))  # every candidate breaks
     text, _, error, _, _ = stream(client, "cont-twice")
-    assert text == "One two One two "
+    # each part ends at a cut, and the chunk written just before a cut may not reach the proxy:
+    # the client has what reached it of each part, the continuation started from the first
+    prefill = upstream.received[1].messages[-2]["content"] if len(upstream.received) > 1 else None
+    assert prefill in ("One two ", "One "), upstream.received
+    assert text[len(prefill) :] in ("One two ", "One ") and text.startswith(prefill), text
     assert isinstance(error, openai.APIError) and "max_continuations (1) reached" in error.message
     assert "alpha:cont-twice/a1=network, beta:cont-twice/b1=network" in error.message
     assert [r.key for r in upstream.received] == [A1, B1]
