@@ -107,7 +107,8 @@ def test_error_mode_ends_the_stream_with_a_typed_error(
     faulty(upstream, fault)
     text, _, error, took, _ = stream(client, f"err-{fault}")
     print(f"\nerror mode, {fault}: client got {text!r} then {type(error).__name__}; stream ended after {took:.2f}s")
-    assert text == "One two "
+    # what reached the proxy before the fault (the chunk written just before a cut may not), no more
+    assert text in ("One two ", "One ") if fault in ("cut", "reset") else text == "One two "
     assert isinstance(error, openai.APIError)
     assert isinstance(error.body, dict) and error.body["type"] == "failover_stream_interrupted"
     assert a1(f"err-{fault}") in error.message and "attempts:" in error.message
