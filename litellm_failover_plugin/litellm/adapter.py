@@ -197,6 +197,15 @@ def _disconnects() -> str | None:
     return "the proxy no longer cancels a request's call on disconnect under general_settings.cancel_on_disconnect"
 
 
+def _app_middleware() -> str | None:
+    """clients.watch_clients wraps the proxy app's built middleware stack."""
+    from litellm.proxy import proxy_server
+
+    from .clients import check_app
+
+    return check_app(proxy_server.app)
+
+
 HOOKS = (
     Hook("Router.async_function_with_fallbacks (shadowed)", False, _fallbacks),
     Hook("Router.set_response_headers", False, _response_headers),
@@ -206,6 +215,7 @@ HOOKS = (
     Hook("response headers hook", True, _headers_hook),
     Hook("proxy globals", True, _proxy_globals),
     Hook("disconnect handling", True, _disconnects),
+    Hook("proxy app middleware", True, _app_middleware),
 )
 
 
@@ -340,6 +350,15 @@ def prometheus_callback_on() -> bool:
             if cb == "prometheus" or type(cb).__name__ == "PrometheusLogger":
                 return True
     return False
+
+
+def watch_clients() -> None:
+    """Know, at a queued request's turn, whether its client is still there (clients.py)."""
+    from litellm.proxy.proxy_server import app
+
+    from .clients import watch_clients as watch
+
+    watch(app)
 
 
 _refused_warned = False

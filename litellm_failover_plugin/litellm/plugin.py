@@ -104,6 +104,8 @@ class FailoverPlugin(CustomLogger):
             self._load_task = _spawn(self._load_routes)
         if any(self.settings.queue_for(r) for r in self.settings.routes):
             adapter.cancel_on_disconnect()
+        with contextlib.suppress(ImportError):  # litellm used without its proxy extras
+            adapter.watch_clients()  # a queued request whose client left makes no call (clients.py)
         if self.settings.health_checks is not None:
             if self.health is None:
                 self.health = HealthChecker(self.runner, self.settings.health_checks)

@@ -60,6 +60,7 @@ from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
 from ..streaming import Timeouts, timeouts_for
 from . import adapter
+from .clients import ClientLeft
 from .replies import command_reply
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
 from .translate import METADATA_KEY, Redactor, classify, response_headers
@@ -237,7 +238,7 @@ class FailoverRunner:
         except ProxyFailoverExhausted:
             result = "exhausted"
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ClientLeft):
             result = "cancelled"
             raise
         finally:

@@ -4,7 +4,8 @@ A waiting request sleeps on its route's condition until one of: a recovery notic
 route (a probe or health check closed a breaker, here or, through Redis pub/sub, on another
 replica), the earliest moment a candidate becomes probe-able again (a breaker's cooldown or a
 LiteLLM cooldown ends), or its own deadline. Then, if its ticket is among the first
-`release_concurrency` (queue.py), it tries the route again.
+`release_concurrency` (queue.py), it tries the route again, unless its client has left
+(clients.py): a request whose client is gone leaves without an upstream call.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import contextlib
 import logging
 import statistics
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..config import QueueSettings
 from ..queue import Ticket, WaitQueue
+from .clients import ClientLeft, client_left
 
 log = logging.getLogger("litellm_failover_plugin")
 MIN_NAP_S = 0.05  # never spin: a due time already past still waits this long
@@ -38,10 +40,17 @@ class Place:
 
 
 class RouteWaiter:
-    def __init__(self, route: str, settings: QueueSettings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        route: str,
+        settings: QueueSettings,
+        clock: Callable[[], float],
+        left: Callable[[], Awaitable[bool]] = client_left,
+    ) -> None:
         self.route = route
         self.settings = settings
         self.clock = clock
+        self.left = left  # whether the waiting request's client is gone (asked by its own task)
         self.queue = WaitQueue(settings.max_size, settings.release_concurrency)
         self._cond = asyncio.Condition()
         self.recoveries = 0
@@ -57,7 +66,8 @@ class RouteWaiter:
         return Place(ticket, seen_recoveries=self.recoveries)
 
     async def wait(self, place: Place, due: float | None, deadline: float) -> None:
-        """Until this place may try the route again. Raises QueueTimeout at the deadline."""
+        """Until this place may try the route again. Raises QueueTimeout at the deadline, and
+        ClientLeft when it may go but its client is gone."""
         async with self._cond:
             if place.released:  # it tried and found the route still down: back in its old place
                 self.queue.requeue(place.ticket)
@@ -70,6 +80,9 @@ class RouteWaiter:
                         raise QueueTimeout
                     ready = self.recoveries > place.seen_recoveries or (due is not None and now >= due)
                     if ready and self.queue.may_go(place.ticket):
+                        if await self.left():
+                            log.info("failover queue route=%s: the client left; no upstream call", self.route)
+                            raise ClientLeft
                         self.queue.release(place.ticket)
                         place.released = True
                         place.seen_recoveries = self.recoveries
@@ -81,8 +94,11 @@ class RouteWaiter:
                         )
                         return
                     until = deadline if ready or due is None else min(deadline, max(due, now + MIN_NAP_S))
+                    # asyncio.timeout, not wait_for: on 3.11, wait_for drops a cancellation (the
+                    # client left) that arrives just as the condition is notified
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._cond.wait(), timeout=until - now)
+                        async with asyncio.timeout(until - now):
+                            await self._cond.wait()
             except BaseException:  # timeout, or the client went away (cancelled): leave the queue
                 self.queue.remove(place.ticket)
                 self._cond.notify_all()

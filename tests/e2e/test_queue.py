@@ -30,11 +30,10 @@ def up(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[None]:
         u.up()
 
 
-@pytest.fixture(scope="module")
-def proxy(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[ProxyProcess]:
+def config(upstreams: tuple[FakeUpstream, FakeUpstream]) -> dict[str, Any]:
     primary, backup = upstreams
     elements = ["primary:model", "backup:model"]
-    cfg: dict[str, Any] = {
+    return {
         "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
         "failover_settings": {
             "backends": {
@@ -52,10 +51,21 @@ def proxy(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[ProxyProcess
             },
         },
     }
-    with ProxyProcess(cfg) as p:
+
+
+@pytest.fixture(scope="module")
+def proxy(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[ProxyProcess]:
+    with ProxyProcess(config(upstreams)) as p:
         yield p
         log = p.log_text()
     assert "sk-queue" not in log
+
+
+@pytest.fixture(scope="module")
+def no_cancel_proxy(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[ProxyProcess]:
+    """An operator turned the proxy's own cancel_on_disconnect off (the plugin leaves it off)."""
+    with ProxyProcess({**config(upstreams), "general_settings": {"cancel_on_disconnect": False}}) as p:
+        yield p
 
 
 def body(route: str, prompt: str, **extra: Any) -> dict[str, Any]:
@@ -198,3 +208,45 @@ async def test_a_stream_waits_the_same_way(proxy: ProxyProcess, upstreams: tuple
         back(upstreams)
         assert (await task).endswith("from primary")
     assert prompts(upstreams) == ["streamed"]
+
+
+async def some_leave(proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream], n: int, leave: set[int]) -> None:
+    """n clients queue on `chat`, each on its own connection; those in `leave` close theirs
+    while every upstream is down; then the upstreams come back. Each client still there gets
+    its answer, and the upstreams see exactly their calls: none from a client that left."""
+    clients = [httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) for _ in range(n)]
+    async with httpx.AsyncClient(base_url=proxy.url, headers=proxy.headers, timeout=60) as status:
+        try:
+            down(upstreams)
+            tasks = []
+            for i, c in enumerate(clients):
+                tasks.append(asyncio.create_task(c.post("/v1/chat/completions", json=body("chat", f"client-{i}"))))
+                await until_queued(status, "chat", i + 1)
+            for i in sorted(leave):
+                tasks[i].cancel()  # the request is abandoned: httpx closes its connection
+                await clients[i].aclose()
+            await asyncio.sleep(1.0)  # let the proxy see the connections go
+            back(upstreams)
+            stayed = [t for i, t in enumerate(tasks) if i not in leave]
+            assert [r.status_code for r in await asyncio.gather(*stayed)] == [200] * len(stayed)
+            for _ in range(100):  # a released client that left is dropped at its turn
+                if await queue_length(status, "chat") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await queue_length(status, "chat") == 0
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert sorted(prompts(upstreams)) == sorted(f"client-{i}" for i in range(n) if i not in leave)
+
+
+async def test_clients_that_left_cost_no_call(proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    await some_leave(proxy, upstreams, 12, {1, 2, 4, 7, 10, 11})
+
+
+async def test_clients_that_left_cost_no_call_without_cancel_on_disconnect(
+    no_cancel_proxy: ProxyProcess, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    """The proxy does not cancel the call of a client that left: the queue still asks, at the
+    request's turn, whether its client is there."""
+    await some_leave(no_cancel_proxy, upstreams, 8, {0, 3, 5, 6})
