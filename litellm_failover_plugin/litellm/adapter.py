@@ -25,6 +25,7 @@ import openai
 from litellm.router import Router
 
 from ..config import ConfigError
+from .clients import END_CHECKS, SERVED, note
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -267,6 +268,8 @@ def unshadow(router: Router) -> None:
 
 
 async def set_response_headers(router: Router, response: Any, model_group: str, request_kwargs: dict[str, Any]) -> Any:
+    if END_CHECKS:  # the first route response is checked (selfcheck.py)
+        note(SERVED)
     return await router.set_response_headers(response=response, model_group=model_group, request_kwargs=request_kwargs)
 
 

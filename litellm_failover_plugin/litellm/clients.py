@@ -13,6 +13,7 @@ the moment of release (waiting.py), by the task about to make the call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,14 +32,16 @@ class ClientLeft(HTTPException):
 
 
 class _Client:
-    """One HTTP request's `receive`, noting a disconnect whoever reads it."""
+    """One HTTP request's `receive`, noting a disconnect whoever reads it; and what the plugin's
+    hooks noted about the request while END_CHECKS wait for its end."""
 
-    __slots__ = ("left", "receive", "scope")
+    __slots__ = ("left", "notes", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.left = False
+        self.notes: set[str] = set()
 
     async def __call__(self) -> Message:
         message = await self.receive()
@@ -48,6 +51,19 @@ class _Client:
 
 
 _client: ContextVar[_Client | None] = ContextVar("failover_client", default=None)
+
+SERVED, HEADERS_RAN = "failover:served", "failover:headers"  # notes selfcheck.py reads
+
+# Called with (notes, response status) as each HTTP request ends, while there are any
+# (selfcheck.py: the first route response's checks). Empty: no cost beyond this check.
+END_CHECKS: list[Callable[[frozenset[str], int | None], None]] = []
+
+
+def note(what: str) -> None:
+    """Note something about the current HTTP request, for END_CHECKS."""
+    client = _client.get()
+    if client is not None:
+        client.notes.add(what)
 
 
 class ClientWatch:
@@ -62,10 +78,26 @@ class ClientWatch:
             return
         client = _Client(scope, receive)
         token = _client.set(client)
+        if not END_CHECKS:
+            try:
+                await self.app(scope, client, send)
+            finally:
+                _client.reset(token)
+            return
+        status: int | None = None
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
         try:
-            await self.app(scope, client, send)
+            await self.app(scope, client, send_noting_status)
         finally:
             _client.reset(token)
+            for check in list(END_CHECKS):
+                check(frozenset(client.notes), status)
 
 
 def watch_clients(app: Any) -> None:

@@ -30,10 +30,10 @@ from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
-from . import adapter
+from . import adapter, selfcheck
 from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
-from .install import install, installed_runner
+from .install import install, installed_runner, is_ours
 from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
 from .replies import COMMAND_KEY, leave_reply
 from .runner import PRIORITY_KEY, FailoverRunner
@@ -93,6 +93,8 @@ class FailoverPlugin(CustomLogger):
         if router is None or installed_runner(router) is not None:
             return
         self.runner = install(router, self.settings, self._the_store())
+        self.runner.gate = selfcheck.entered  # a route request that bypassed a hook is refused
+        selfcheck.watch_first_response()
         self.live.router, self.live.runner = router, self.runner
         if self.settings.metrics or adapter.prometheus_callback_on():
             from .metrics import process_hook, serve_metrics  # prometheus_client, only when metrics are on
@@ -213,7 +215,14 @@ class FailoverPlugin(CustomLogger):
             route = self.live.session_route(session_id(headers, getattr(user_api_key_dict, "api_key", None)))
             if route is not None:
                 data["model"] = route  # !/set: this session's requests go to its route
-        if data.get("model") in self.settings.routes:
+        model = data.get("model")
+        if isinstance(model, str) and (router := _live_router()) is not None and is_ours(router, model):
+            raise _invalid_request(f"model {model!r} is not served: ask for its failover route by name")
+        if model in self.settings.routes:
+            refused = selfcheck.refusal()
+            if refused is not None:
+                raise refused
+            selfcheck.mark(model)
             why = check_request(data, chat=chat)
             if why is not None:  # the client's error: it must never count against an upstream
                 raise _invalid_request(why)
@@ -266,6 +275,12 @@ class FailoverPlugin(CustomLogger):
                 raise ModifyResponseException(message=result.reply, model=str(data.get("model") or ""), request_data=data)
             data["model"] = sorted(names)[0]
 
+    async def async_pre_call_check(self, deployment: dict[str, Any], parent_otel_span: Any = None) -> dict[str, Any] | None:
+        """The router is about to call a deployment: one of a route's must be the runner's call."""
+        if self.runner is not None:
+            selfcheck.deployment_call(self.runner, deployment)
+        return None
+
     async def async_post_call_response_headers_hook(
         self,
         data: dict[str, Any],
@@ -278,6 +293,7 @@ class FailoverPlugin(CustomLogger):
             md = data.get(bucket)
             if isinstance(md, dict) and isinstance(md.get(METADATA_KEY), dict):
                 headers = md[METADATA_KEY].get("headers")
+                selfcheck.headers_ran()
                 return dict(headers) if isinstance(headers, dict) else None
         return None
 

@@ -147,6 +147,7 @@ class FailoverRunner:
         self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)
         self.herd = Herd()  # this process's calls in flight per key, and the keys whose last call failed
         self.hooks: tuple[Hook, ...] = ()  # instrumentation (instrumentation.py); empty: no event is built
+        self.gate: Callable[[Mapping[str, Any]], None] | None = None  # raises if a route request must be refused
         self._apply(settings, plans)
 
     def _apply(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
@@ -224,6 +225,8 @@ class FailoverRunner:
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
         if plan is None:
             return await self._original(*args, **kwargs)
+        if self.gate is not None:  # the proxy's first-request checks (selfcheck.py)
+            self.gate(kwargs)
         first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
         if self.restore is not None and not self.router.has_model_id(first):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")

@@ -43,7 +43,7 @@ from ..streaming import (
     served_by,
     stream_failure,
 )
-from . import adapter
+from . import adapter, selfcheck
 from .translate import Redactor, _chain, classify
 
 if TYPE_CHECKING:
@@ -79,7 +79,13 @@ class Opened:
 
 def supports(response: Any, original_function: Callable[..., Any]) -> bool:
     """Chat completion streams are supervised; other endpoints keep first-chunk failover."""
-    return getattr(original_function, "__name__", "") == "_acompletion" and hasattr(response, "_async_generator")
+    if getattr(original_function, "__name__", "") != "_acompletion":
+        return False
+    if hasattr(response, "_async_generator"):
+        return True
+    if hasattr(response, "__aiter__"):  # a chat stream not in the router's wrapper: LiteLLM moved
+        selfcheck.stream_unwrapped(response)
+    return False
 
 
 def _info(chunk: Any) -> tuple[str, bool, bool, str | None]:

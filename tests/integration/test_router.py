@@ -202,17 +202,19 @@ async def test_a_rebuilt_proxy_router_gets_the_routes_back(upstream: FakeUpstrea
     plugin = FailoverPlugin(parse_settings(settings(upstream, policy="m")))
     first = litellm.Router(model_list=[], disable_cooldowns=True)
     monkeypatch.setattr(proxy_server, "llm_router", first)
-    await plugin.async_pre_call_hook(None, None, {}, "acompletion")
+    data = {"model": "chat", "messages": MESSAGES}  # every proxy request passes the pre-call hook
+    await plugin.async_pre_call_hook(None, None, data, "acompletion")
     assert "chat" in first.model_names
     first.update_settings(num_retries=2)  # LiteLLM's admin path: the routes stay
-    assert (await first.acompletion(model="chat", messages=MESSAGES)).choices[0].message.content
+    assert (await first.acompletion(**data)).choices[0].message.content
 
     rebuilt = litellm.Router(model_list=[], disable_cooldowns=True)  # e.g. config reloaded
     monkeypatch.setattr(proxy_server, "llm_router", rebuilt)
     assert "chat" not in rebuilt.model_names
-    await plugin.async_pre_call_hook(None, None, {}, "acompletion")
+    data = {"model": "chat", "messages": MESSAGES}
+    await plugin.async_pre_call_hook(None, None, data, "acompletion")
     upstream.set(**{KEYS["a1"]: Behavior(503)})
-    response = await rebuilt.acompletion(model="chat", messages=MESSAGES)
+    response = await rebuilt.acompletion(**data)
     assert response._hidden_params["additional_headers"]["x-failover-key"] == "b1"
 
 
