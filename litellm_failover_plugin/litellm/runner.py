@@ -59,7 +59,7 @@ from ..scoring import Stats, Weights, observe, rank
 from ..state import MemoryStore, StateStore
 from ..state.base import is_clean
 from ..streaming import Timeouts, timeouts_for
-from . import adapter
+from . import adapter, failure_log
 from .replies import command_reply
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
 from .translate import METADATA_KEY, Redactor, classify, response_headers
@@ -229,6 +229,7 @@ class FailoverRunner:
             self.restore()
         generation = self.generation
         self._running[generation] += 1
+        failures = failure_log.begin(self.router)  # a failed attempt is logged only if it is the outcome
         result = "error"
         try:
             response = await self.run(plan, args, kwargs)
@@ -241,6 +242,7 @@ class FailoverRunner:
             result = "cancelled"
             raise
         finally:
+            await failures.end(failed=result in ("exhausted", "error"))
             if self.hooks:
                 self.emit(RequestDone(plan.name, result))
             self._running[generation] -= 1
@@ -501,6 +503,7 @@ class FailoverRunner:
                 limit = place.ticket.since + waiter.settings.max_wait_s
                 until = min(limit, deadline) if deadline is not None else limit
                 due = snap.next_due if snap.next_due is not None and snap.next_due > now else None
+                await failure_log.settle()
                 try:
                     await waiter.wait(place, due or now + waiter.settings.recheck_s, until)
                 except QueueTimeout:
@@ -560,6 +563,7 @@ class FailoverRunner:
                         call_kwargs["client"] = client
                 t0 = self.clock()
                 opened: Opened | None = None
+                await failure_log.settle()  # the last failure was not the outcome: LiteLLM's accounting only
                 self.herd.enter(hid)  # in flight until the call ends (and while a retry of it waits)
                 try:
                     response = await original_function(*args, **call_kwargs)
@@ -595,6 +599,7 @@ class FailoverRunner:
                         wait = next_wait(policy, retry, waited, failure.retry_after_s, left, self.rng)
                         if wait is not None and self._extra_call_allowed(run, pending=1):
                             run.retried(candidate, failure)
+                            await failure_log.settle()
                             await self.sleep(wait)
                             retry, waited = retry + 1, waited + wait
                             continue
