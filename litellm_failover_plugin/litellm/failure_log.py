@@ -17,7 +17,9 @@ recorded failure the router's own accounting only, as LiteLLM's handlers would h
 - served: the serving attempt logged its success as usual (one success, with its usage and
   spend); failures still recorded get the router's accounting;
 - failed (exhausted, or an error that goes back as is): the last attempt's failure is logged in
-  full, once, through LiteLLM's own handlers (the router's accounting included).
+  full, once, through LiteLLM's own handlers (the router's accounting included). A request that
+  waited in the queue had its failures settled before waiting: if it then times out, the proxy
+  logs its exhausted error as the request's failure (from Python, nothing more is logged).
 So LiteLLM's other callbacks (spend logs, Prometheus's per-deployment failure counters, the
 operator's own) see one success or one failure per request, none for an attempt fallen over
 from; the plugin's own metrics and logs count every attempt. A failure logged outside the
