@@ -8,7 +8,8 @@ that moved a hook is refused, never run with a quietly different behaviour.
 
 The rest of this module is the plugin's only use of those internals: shadowing the router's
 fallback method, the stream wrapper's first chunk, the cooldown cache, the proxy's globals and
-its disconnect handling. pyproject.toml and the README name the versions tested (SUPPORTED).
+its disconnect handling; failure_log.py, the other one, defers the failure logging of an attempt
+the plugin falls over from. pyproject.toml and the README name the versions tested (SUPPORTED).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import openai
 from litellm.router import Router
 
 from ..config import ConfigError
+from . import failure_log
 from .clients import END_CHECKS, SERVED, note
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -229,6 +231,7 @@ HOOKS = (
     Hook("proxy globals", True, _proxy_globals),
     Hook("disconnect handling", True, _disconnects),
     Hook("proxy app middleware", True, _app_middleware),
+    Hook("failure logging (deferred while an attempt falls over)", False, failure_log.check),
 )
 
 

@@ -12,7 +12,7 @@ from litellm.types.router import Deployment
 from ..config import ConfigError, FailoverSettings
 from ..routing import RoutePlan, compile_routes
 from ..state import StateStore
-from . import adapter
+from . import adapter, failure_log
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -37,6 +37,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     runner = FailoverRunner(router, settings, plans, store)
     runner.restore = lambda: _place(router, runner.settings, runner.plans)
     adapter.shadow_fallbacks(router, runner)
+    failure_log.install()
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
     return runner

@@ -33,7 +33,7 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, rank
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
-from . import adapter
+from . import adapter, failure_log
 from .clients import ClientLeft
 from .keyhealth import KeyHealth
 from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, local_failure, priority, record
@@ -146,6 +146,7 @@ class FailoverRunner(KeyHealth):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
             self.restore()
         generation = self.generations.start()
+        failures = failure_log.begin(self.router)  # a failed attempt is logged only if it is the outcome
         result = "error"
         try:
             response = await self.run(plan, args, kwargs)
@@ -158,6 +159,7 @@ class FailoverRunner(KeyHealth):
             result = "cancelled"
             raise
         finally:
+            await failures.end(failed=result in ("exhausted", "error"))
             if self.hooks:
                 self.emit(RequestDone(plan.name, result))
             if self.generations.finish(generation):
@@ -249,6 +251,7 @@ class FailoverRunner(KeyHealth):
         """Wait in the queue until a candidate may be back; raise the exhausted error at the limit."""
         now = self.clock()
         until, why = queue_limit(place.ticket.since, waiter.settings.max_wait_s, deadline)
+        await failure_log.settle()
         try:
             await waiter.wait(place, wake_at(snap.next_due, now, waiter.settings.recheck_s), until)
         except QueueTimeout:
@@ -315,6 +318,7 @@ class FailoverRunner(KeyHealth):
         hid = call.candidate.health_id
         retry, waited = 0, 0.0
         while True:
+            await failure_log.settle()  # the last failure was not the outcome: LiteLLM's accounting only
             t0 = self.clock()
             self.herd.enter(hid)  # in flight until the call ends (and while a retry of it waits)
             try:
@@ -327,6 +331,7 @@ class FailoverRunner(KeyHealth):
                     wait = await self._failed(call, exc, retry, waited)
                     if wait is None:
                         return _MOVE_ON
+                    await failure_log.settle()
                     await self.sleep(wait)
                 finally:
                     self.herd.leave(hid)

@@ -14,7 +14,7 @@ import pytest
 from litellm.proxy import common_request_processing, proxy_server
 
 from litellm_failover_plugin import attach
-from litellm_failover_plugin.litellm import adapter, plugin
+from litellm_failover_plugin.litellm import adapter, failure_log, plugin
 from litellm_failover_plugin.litellm.adapter import UnsupportedLiteLLM
 
 SETTINGS = {
@@ -64,6 +64,44 @@ def test_a_stream_wrapper_without_its_generator_refuses_routes(monkeypatch: pyte
     with pytest.raises(UnsupportedLiteLLM) as exc:
         attach(litellm.Router(model_list=[]), SETTINGS)
     refused(exc, "stream wrapper")
+
+
+FAILURE_LOGGING = "failure logging (deferred while an attempt falls over)"
+
+
+def test_failure_handlers_that_moved_refuse_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    def failure_handler(self: Any, exception: Exception, traceback_exception: str) -> None:  # no times any more
+        return None
+
+    failure_log.install()  # what the check sees through: the plugin's own wrapper of LiteLLM's handler
+    monkeypatch.setitem(failure_log._ORIGINAL, "failure_handler", failure_handler)
+    assert getattr(Logging.failure_handler, "__failover_deferred__", False)
+    with pytest.raises(UnsupportedLiteLLM) as exc:
+        attach(litellm.Router(model_list=[]), SETTINGS)
+    refused(exc, FAILURE_LOGGING)
+
+
+def test_a_call_wrapper_that_logs_failures_differently_refuses_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def client(original_function: Any) -> Any:  # a wrapper that no longer formats the traceback itself
+        return original_function
+
+    monkeypatch.setattr(litellm.utils, "client", client)
+    with pytest.raises(UnsupportedLiteLLM) as exc:
+        attach(litellm.Router(model_list=[]), SETTINGS)
+    refused(exc, FAILURE_LOGGING)
+    assert "traceback.format_exc()" in str(exc.value)
+
+
+def test_a_router_without_its_failure_accounting_refuses_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def async_deployment_callback_on_failure(self: Any, kwargs: Any, completion_response: Any, start_time: Any, end_time: Any) -> None:
+        return None  # no longer a coroutine
+
+    monkeypatch.setattr(litellm.Router, "async_deployment_callback_on_failure", async_deployment_callback_on_failure)
+    with pytest.raises(UnsupportedLiteLLM) as exc:
+        attach(litellm.Router(model_list=[]), SETTINGS)
+    refused(exc, FAILURE_LOGGING)
 
 
 def test_the_proxy_refuses_to_start_when_its_disconnect_handling_moved(monkeypatch: pytest.MonkeyPatch) -> None:
