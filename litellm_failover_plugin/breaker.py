@@ -63,9 +63,19 @@ class Breaker:
     window_start: float = 0.0
     window_calls: int = 0
     window_failures: int = 0
+    closed_at: float = 0.0  # when a success last closed it: LiteLLM cooldowns set before are stale
 
 
 CLOSED = Breaker()
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """A LiteLLM cooldown (of a deployment, or the latest of a key's): set at `since`, ends at
+    `until` (epoch seconds)."""
+
+    since: float
+    until: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +116,31 @@ def cooldown_counts(status: int | None) -> bool:
     return status is None or status >= 500 or status in (401, 403, 408, 429)
 
 
-def adopt_cooldown(b: Breaker, until: float, now: float) -> tuple[Breaker, Transition | None]:
-    """LiteLLM has the deployment cooling down until `until`: a closed breaker opens till then.
+def settled(b: Breaker) -> bool:
+    """Closed with nothing counted: a success changes nothing (no store write needed)."""
+    return b.state is State.CLOSED and b.failures == 0 and b.window_calls == 0
+
+
+def stale(c: Cooldown, b: Breaker) -> bool:
+    """Whether LiteLLM's cooldown `c` is older news than the key's breaker `b`: it was set before
+    a success last closed the breaker (a probe in this process or in any other sharing the
+    breaker proved the key alive since). A stale cooldown is cleared, never adopted: LiteLLM
+    keeps cooldowns in each process's memory, and one left from before the recovery must not
+    re-open the breaker that process's siblings closed."""
+    return c.since < b.closed_at
+
+
+def adopt_cooldown(b: Breaker, c: Cooldown, now: float) -> tuple[Breaker, Transition | None]:
+    """LiteLLM has the deployment cooling down until `c.until`: a closed breaker opens till
+    then, unless the cooldown is stale (set before the breaker last closed).
 
     So the two never disagree: probes and health checks take over, and the success that
     closes the breaker also clears LiteLLM's cooldown.
     """
-    if b.state is not State.CLOSED or until <= now:
+    if b.state is not State.CLOSED or c.until <= now or stale(c, b):
         return b, None
-    reason = f"LiteLLM cooldown for {until - now:.0f}s"
-    new = replace(b, state=State.OPEN, open_until=until, cooldown_s=until - now, reason=reason, probe_until=0.0)
+    reason = f"LiteLLM cooldown for {c.until - now:.0f}s"
+    new = replace(b, state=State.OPEN, open_until=c.until, cooldown_s=c.until - now, reason=reason, probe_until=0.0)
     return new, Transition(State.CLOSED, State.OPEN, reason)
 
 
@@ -161,7 +186,7 @@ def record(
     if signal is Signal.SUCCESS:
         new = _window(b, now, cfg, failed=False)
         if old is not State.CLOSED:
-            new = CLOSED if cfg.failure_rate is None else replace(CLOSED, window_start=now)
+            new = replace(CLOSED, closed_at=now, window_start=now if cfg.failure_rate is not None else 0.0)
             return new, Transition(old, State.CLOSED, "probe succeeded")
         return (new if new.failures == 0 else replace(new, failures=0)), None
 

@@ -2,6 +2,8 @@
 
 - `Snapshot.learn`: which candidates a walk skips and why, given LiteLLM's cooldowns and the
   keys' breakers (a closed breaker adopts LiteLLM's cooldown; an open one due a probe beats it);
+- `stale_cooldowns`, `keys_down`: which LiteLLM cooldowns are stale (set before the key's
+  breaker last closed: cleared, whichever process holds them), and the others by key;
 - `retry_wait`: after a failed call, retry the same key (after how long) or move on;
 - `queue_limit`, `wake_at`: when every candidate is down, until when a queued request may wait
   and when it looks again;
@@ -16,7 +18,18 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .breaker import Access, Breaker, BreakerConfig, Signal, Transition, access, adopt_cooldown, sane_hold
+from .breaker import (
+    Access,
+    Breaker,
+    BreakerConfig,
+    Cooldown,
+    Signal,
+    Transition,
+    access,
+    adopt_cooldown,
+    sane_hold,
+    stale,
+)
 from .retries import RetryPolicy, next_wait
 from .routing import Candidate, Outcome
 
@@ -36,18 +49,19 @@ class Snapshot:
     def learn(
         self,
         cands: Sequence[Candidate],
-        cooling: Mapping[str, float],
+        cooling: Mapping[str, Cooldown],
         breakers: Sequence[Breaker] | None,
         now: float,
     ) -> list[tuple[str, Transition]]:
-        """Add what was read of `cands`: `cooling` (health id -> end of LiteLLM's cooldown of
-        one of its deployments) and their keys' `breakers` (in `cands`' order; None: breakers
-        off). Returns the transitions to store: closed breakers adopting LiteLLM's cooldown."""
+        """Add what was read of `cands`: `cooling` (health id -> LiteLLM's latest cooldown of
+        one of its deployments, stale ones left out: `keys_down`) and their keys' `breakers`
+        (in `cands`' order; None: breakers off). Returns the transitions to store: closed
+        breakers adopting LiteLLM's cooldown."""
         for c in cands:
             if c.health_id in cooling:
                 self.unavailable[c.deployment_id] = Outcome.SKIPPED_COOLDOWN
         if cooling:
-            self._due_at(min(cooling.values()))
+            self._due_at(min(c.until for c in cooling.values()))
         if breakers is None:
             return []
         adopted: list[tuple[str, Transition]] = []
@@ -66,6 +80,28 @@ class Snapshot:
                 self.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
                 self.due.add(hid)
         return adopted
+
+
+def stale_cooldowns(
+    cooling: Mapping[str, Cooldown], key_of: Mapping[str, Candidate], breakers: Mapping[str, Breaker]
+) -> list[str]:
+    """The deployment ids among `cooling` (LiteLLM's cooldowns, by deployment id) whose
+    cooldown is stale: set before their key's breaker (in `breakers`, by health id) last
+    closed on a success. They are cleared, never adopted: a probe, in this process or any
+    other sharing the breaker, proved the key alive after them."""
+    return [id for id, c in cooling.items() if (b := breakers.get(key_of[id].health_id)) is not None and stale(c, b)]
+
+
+def keys_down(cooling: Mapping[str, Cooldown], key_of: Mapping[str, Candidate]) -> dict[str, Cooldown]:
+    """LiteLLM's cooldowns of deployments (by deployment id) as the keys' (by health id): the
+    latest start and the latest end among its deployments'. LiteLLM cools deployments; the key
+    is what is down."""
+    keys: dict[str, Cooldown] = {}
+    for id, c in cooling.items():
+        hid = key_of[id].health_id
+        k = keys.get(hid, c)
+        keys[hid] = Cooldown(max(k.since, c.since), max(k.until, c.until))
+    return keys
 
 
 def next_batch(known: int, total: int, first: int) -> slice:

@@ -314,11 +314,12 @@ async def first_chunk_or_raise(response: Any) -> Any:
     return response
 
 
-async def active_cooldowns(router: Router, ids: list[str]) -> dict[str, tuple[float, int | None]]:
-    """LiteLLM's active cooldowns among `ids`: id -> (when it ends, in epoch seconds; the HTTP
-    status that caused it, None when unknown)."""
+async def active_cooldowns(router: Router, ids: list[str]) -> dict[str, tuple[float, float, int | None]]:
+    """LiteLLM's active cooldowns among `ids`: id -> (when it began and when it ends, in epoch
+    seconds; the HTTP status that caused it, None when unknown). With LiteLLM's Redis, what
+    another process set reaches this one's memory within a second, and stays there."""
     cooling = await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-    return {i: (float(v["timestamp"]) + float(v["cooldown_time"]), _status(v.get("status_code"))) for i, v in cooling}
+    return {i: (t := float(v["timestamp"]), t + float(v["cooldown_time"]), _status(v.get("status_code"))) for i, v in cooling}
 
 
 def _status(value: object) -> int | None:

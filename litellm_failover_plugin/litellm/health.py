@@ -41,8 +41,8 @@ class HealthChecker:
         runner = self.runner
         ids = list(runner.deployments_of)
         now = runner.clock()
-        cooling = await runner.keys_cooling_down(ids)
         breakers = await runner.store.get_many(ids)
+        cooling = await runner.keys_cooling_down(ids, dict(zip(ids, breakers, strict=True)))
         for n, (id, b) in enumerate(zip(ids, breakers, strict=False)):
             if id in cooling and b.state is State.CLOSED:
                 breakers[n] = await runner.adopt(id, cooling[id], now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from litellm.router import Router
@@ -20,6 +20,7 @@ from ..breaker import (
     Access,
     Breaker,
     BreakerConfig,
+    Cooldown,
     Signal,
     State,
     Transition,
@@ -27,15 +28,15 @@ from ..breaker import (
     adopt_cooldown,
     cooldown_counts,
     record,
+    settled,
     start_probe,
 )
-from ..decisions import Snapshot, next_batch
+from ..decisions import Snapshot, keys_down, next_batch, stale_cooldowns
 from ..herd import Herd
 from ..instrumentation import BreakerSeen, Event, Hook
 from ..routing import Candidate, FailoverRun
 from ..scoring import Stats, observe
 from ..state import StateStore
-from ..state.base import is_clean
 from . import adapter
 
 if TYPE_CHECKING:
@@ -73,26 +74,28 @@ class KeyHealth:
     def _observe(self, id: str, ok: bool, latency_ms: float | None) -> None:
         self.stats[id] = observe(self.stats.get(id, Stats()), ok, latency_ms, self.clock())
 
-    async def cooling_down(self, ids: list[str]) -> dict[str, float]:
-        """LiteLLM's active cooldowns among deployment `ids`: id -> when it ends (epoch seconds)."""
-        out: dict[str, float] = {}
+    async def cooling_down(self, ids: list[str], breakers: Mapping[str, Breaker] | None = None) -> dict[str, Cooldown]:
+        """LiteLLM's active cooldowns among deployment `ids`. Given their keys' `breakers` (by
+        health id), the stale ones (set before the key's breaker last closed) are cleared
+        and left out (decisions.stale_cooldowns)."""
+        out: dict[str, Cooldown] = {}
         cap = self.clock() + self.breaker.max_cooldown_s
-        for i, (until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
+        for i, (since, until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
             if not cooldown_counts(status):
                 await self.clear_cooldown(i)  # LiteLLM cools down on 404s: a client error never takes a key out
                 continue
-            out[i] = min(until, cap) if math.isfinite(until) else cap  # a Retry-After of years is capped
+            out[i] = Cooldown(since, min(until, cap) if math.isfinite(until) else cap)  # a Retry-After of years is capped
+        for i in stale_cooldowns(out, self.candidates, breakers or {}):
+            await self.clear_cooldown(i)  # e.g. this worker's, from before another worker's probe closed the breaker
+            del out[i]
         return out
 
-    async def keys_cooling_down(self, hids: Iterable[str]) -> dict[str, float]:
-        """LiteLLM's cooldowns by key: health id -> when the last cooldown of any of its
-        deployments (in any route) ends. LiteLLM cools deployments; the key is what is down."""
+    async def keys_cooling_down(self, hids: Iterable[str], breakers: Mapping[str, Breaker] | None = None) -> dict[str, Cooldown]:
+        """LiteLLM's cooldowns by key: health id -> the latest cooldown of any of its
+        deployments (in any route), decisions.keys_down. Given the keys' `breakers`, stale
+        cooldowns are cleared and left out."""
         ids = [d for h in hids for d in self.deployments_of.get(h, ())]
-        out: dict[str, float] = {}
-        for id, until in (await self.cooling_down(ids)).items():
-            hid = self.candidates[id].health_id
-            out[hid] = max(out.get(hid, until), until)
-        return out
+        return keys_down(await self.cooling_down(ids, breakers), self.candidates)
 
     async def _snapshot(self, cands: Sequence[Candidate]) -> Snapshot:
         """Every one of `cands`' state at once (what a walk reads bit by bit)."""
@@ -116,8 +119,8 @@ class KeyHealth:
         """Read `cands`' LiteLLM cooldowns and breakers into `snap` (decisions.Snapshot.learn);
         store the breakers that adopt a LiteLLM cooldown."""
         hids = [c.health_id for c in cands]
-        cooling = await self.keys_cooling_down(hids)
         breakers = await self.store.get_many(hids) if self.breaker_on else None
+        cooling = await self.keys_cooling_down(hids, dict(zip(hids, breakers, strict=True)) if breakers is not None else None)
         now = self.clock()
         for hid, _ in snap.learn(cands, cooling, breakers, now):
             snap.breakers[hid] = await self.adopt(hid, cooling[hid], now)
@@ -142,9 +145,10 @@ class KeyHealth:
             self.log_transition(id, t)
         return new, made[0] if made else None
 
-    async def adopt(self, id: str, until: float, now: float) -> Breaker:
-        """Open a key's closed breaker for as long as LiteLLM cools one of its deployments down."""
-        new, _ = await self._change(id, lambda b: adopt_cooldown(b, until, now))
+    async def adopt(self, id: str, cooldown: Cooldown, now: float) -> Breaker:
+        """Open a key's closed breaker for as long as LiteLLM cools one of its deployments down
+        (unless a success closed it after that cooldown began: checked in the same atomic step)."""
+        new, _ = await self._change(id, lambda b: adopt_cooldown(b, cooldown, now))
         return new
 
     async def take_probe(self, id: str) -> bool:
@@ -168,7 +172,7 @@ class KeyHealth:
         self.herd.saw(id, failed=signal is not Signal.SUCCESS)
         if not self.breaker_on:
             return None
-        if signal is Signal.SUCCESS and seen is not None and is_clean(seen) and self.breaker.failure_rate is None:
+        if signal is Signal.SUCCESS and seen is not None and settled(seen) and self.breaker.failure_rate is None:
             return None
         now = self.clock()
         _, t = await self._change(id, lambda b: record(b, signal, now, self.breaker, retry_after_s))

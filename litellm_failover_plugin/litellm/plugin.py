@@ -41,6 +41,7 @@ from .replies import COMMAND_KEY, leave_reply
 from .runner import FailoverRunner
 from .status import status_rows
 from .translate import METADATA_KEY, check_providers
+from .workers import warn_if_workers
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -87,7 +88,7 @@ class FailoverPlugin(CustomLogger):
             url = self.settings.redis_url
             self.store = ResilientStore(RedisStore.from_url(url)) if url else MemoryStore()
             if not url:
-                _warn_if_workers()
+                warn_if_workers()
         return self.store
 
     def ensure_installed(self) -> None:
@@ -307,26 +308,6 @@ _LOAD_WAIT_S = 10.0
 
 def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:
     return ProxyException(message=message, type=type_, param=None, code=status)
-
-
-def workers() -> int:
-    """How many worker processes the proxy runs (`litellm --num_workers N` exports NUM_WORKERS)."""
-    try:
-        return max(1, int(os.environ.get("NUM_WORKERS", "1")))
-    except ValueError:
-        return 1
-
-
-def _warn_if_workers() -> None:
-    n = workers()
-    if n > 1:
-        log.warning(
-            "failover: %d worker processes (--num_workers) and no Redis: breaker state, stats and queues "
-            "are per worker (worker pid %d): each worker finds a dead key by itself, and /failover/status "
-            "shows the worker that answered (its `worker`). Set failover_settings.redis_url to share breakers",
-            n,
-            os.getpid(),
-        )
 
 
 def _say_last(message: str) -> None:

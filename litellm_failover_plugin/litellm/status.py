@@ -31,7 +31,7 @@ async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
     hids = list(runner.deployments_of)
     now = runner.clock()
     breakers = dict(zip(hids, await runner.store.get_many(hids), strict=False))
-    cooling = await runner.cooling_down(ids)
+    cooling = await runner.cooling_down(ids, breakers)  # a stale one (from before the last close) is cleared
     scores = _scores(runner)
     rows = []
     for id in ids:

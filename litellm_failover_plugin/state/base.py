@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from typing import Protocol
 
-from ..breaker import CLOSED, Breaker, State
+from ..breaker import CLOSED, Breaker, State, settled
 
 Update = Callable[[Breaker], Breaker]
 
@@ -53,5 +53,7 @@ def decode(raw: str | bytes | None) -> Breaker:
 
 
 def is_clean(b: Breaker) -> bool:
-    """Nothing worth storing: the default closed breaker (window counters aside)."""
-    return b.state is State.CLOSED and b.failures == 0 and b.window_calls == 0
+    """Nothing worth storing: the default closed breaker (window counters aside). A breaker a
+    success closed is kept (with the store's TTL): its `closed_at` tells every process which
+    of its LiteLLM cooldowns are stale."""
+    return settled(b) and b.closed_at == 0.0

@@ -61,6 +61,12 @@ async def test_a_clean_breaker_is_not_stored(stores: list[StateStore]) -> None:
     assert await stores[1].get_many(["a"]) == [CLOSED]
 
 
+async def test_a_breaker_a_success_closed_is_kept_for_its_close_time(stores: list[StateStore]) -> None:
+    """Every process reads when the key last closed: its LiteLLM cooldowns from before are stale."""
+    await stores[0].update("a", lambda b: replace(CLOSED, closed_at=70.0))
+    assert await stores[1].get_many(["a"]) == [replace(CLOSED, closed_at=70.0)]
+
+
 async def test_concurrent_updates_lose_nothing(stores: list[StateStore]) -> None:
     def bump(b: Breaker) -> Breaker:
         return replace(b, failures=b.failures + 1)

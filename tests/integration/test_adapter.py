@@ -155,3 +155,15 @@ def test_an_operators_explicit_false_stands_with_a_warning(
         assert adapter.cancel_on_disconnect() is False
     assert settings["cancel_on_disconnect"] is False
     assert "stays queued" in caplog.text
+
+
+def test_the_proxys_worker_count_from_its_env_or_its_command_line() -> None:
+    from litellm_failover_plugin.litellm.workers import proxy_workers
+
+    cmd = ["litellm", "--config", "c.yaml"]
+    assert proxy_workers(cmd, {}) == 1
+    assert proxy_workers(cmd, {"NUM_WORKERS": "3"}) == 3  # 1.104 and later export it
+    assert proxy_workers([*cmd, "--num_workers", "2"], {}) == 2  # 1.102: a worker has the proxy's argv
+    assert proxy_workers([*cmd, "--num_workers=4"], {}) == 4
+    assert proxy_workers([*cmd, "--num_workers", "x"], {}) == 1
+    assert proxy_workers([*cmd, "--num_workers"], {}) == 1

@@ -14,6 +14,7 @@ from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.litellm.status import status_rows
+from litellm_failover_plugin.state import MemoryStore
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
 from tests.fixtures import backends
 
@@ -211,3 +212,45 @@ async def test_scored_route_keeps_priority_over_speed(upstream: FakeUpstream) ->
     assert [await served_by(router) for _ in range(4)] == ["a1"] * 4
     upstream.set(**{"sk-a1": Behavior(503)})
     assert await served_by(router) == "b1"  # and still fails over in that order
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def update(self, id: str, fn: Any) -> Any:
+        self.writes += 1
+        return await super().update(id, fn)
+
+
+async def test_a_close_by_another_worker_beats_this_workers_older_litellm_cooldown(upstream: FakeUpstream) -> None:
+    """Two workers: one shared breaker store, a router (and LiteLLM cooldown memory) each. B's
+    LiteLLM cooldown from the outage must not re-open the breaker A's probe closed (it did: the
+    breaker flapped with --num_workers 2)."""
+    store = CountingStore()
+    settings = {
+        "backends": backends(upstream),
+        "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+        "breaker": {"failure_threshold": 5},
+    }
+    router_a, router_b = (litellm.Router(model_list=[], allowed_fails=0, cooldown_time=60) for _ in range(2))
+    runner_a, runner_b = (attach(r, settings, store=store) for r in (router_a, router_b))
+    upstream.set(**{"sk-a1": Behavior(429)})  # B's LiteLLM cools a1 down for 60 s at once; B's breaker adopts it
+    assert await served_by(router_b) == "b1"
+    for _ in range(50):  # LiteLLM records the cooldown from a background task
+        if await runner_b.cooling_down(["chat/alpha:gpt-x/a1"]):
+            break
+        await asyncio.sleep(0.02)
+    assert await served_by(router_b) == "b1"
+    [b] = await store.get_many(["alpha:gpt-x/a1"])
+    assert b.state.value == "open" and "LiteLLM cooldown" in b.reason
+    upstream.reset()
+    assert await HealthChecker(runner_a, HealthCheckSettings(interval_s=1, timeout_s=2)).tick() == ["alpha:gpt-x/a1"]
+    assert await served_by(router_b) == "a1"  # B's cooldown is older than A's close: cleared, not adopted
+    assert not await runner_b.cooling_down(["chat/alpha:gpt-x/a1"])
+    [b] = await store.get_many(["alpha:gpt-x/a1"])
+    assert b.state.value == "closed" and b.closed_at > 0
+    writes = store.writes
+    assert [await served_by(r) for r in (router_a, router_b, router_a)] == ["a1"] * 3
+    assert store.writes == writes, "a success on a closed key costs no store write, closed_at or not"

@@ -4,12 +4,12 @@ A route over 200 keys on a plain litellm.Router; the store and LiteLLM's cooldow
 what they are asked for.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import litellm
 
 from litellm_failover_plugin import attach
-from litellm_failover_plugin.breaker import Breaker, State
+from litellm_failover_plugin.breaker import Breaker, Cooldown, State
 from litellm_failover_plugin.litellm.keyhealth import FIRST_READ
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.state import MemoryStore
@@ -41,9 +41,9 @@ def make(upstream: FakeUpstream) -> tuple[litellm.Router, FailoverRunner, Counti
     looked_up: list[str] = []
     original = runner.cooling_down
 
-    async def cooling_down(ids: list[str]) -> dict[str, float]:
+    async def cooling_down(ids: list[str], breakers: Mapping[str, Breaker] | None = None) -> dict[str, Cooldown]:
         looked_up.extend(ids)
-        return await original(ids)
+        return await original(ids, breakers)
 
     runner.cooling_down = cooling_down  # type: ignore[method-assign]
     return router, runner, store, looked_up

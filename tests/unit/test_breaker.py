@@ -1,5 +1,7 @@
 """The breaker driven by a fake clock: `now` is a number the test moves."""
 
+from dataclasses import replace
+
 import pytest
 
 from litellm_failover_plugin.breaker import (
@@ -54,7 +56,7 @@ def test_single_probe_after_cooldown() -> None:
 def test_probe_success_closes() -> None:
     b = start_probe(fail(CLOSED, 0.0, 3), 10.0, CFG)
     b, t = record(b, Signal.SUCCESS, 10.2, CFG)
-    assert b == CLOSED
+    assert b == replace(CLOSED, closed_at=10.2)  # when: LiteLLM cooldowns set before are stale
     assert t is not None and (t.old, t.new, t.reason) == (State.HALF_OPEN, State.CLOSED, "probe succeeded")
 
 
@@ -135,14 +137,30 @@ def test_what_counts(failure: Failure, counted: bool, signal: Signal) -> None:
 
 
 def test_adopting_a_litellm_cooldown_opens_a_closed_breaker_until_its_end() -> None:
-    from litellm_failover_plugin.breaker import adopt_cooldown
+    from litellm_failover_plugin.breaker import Cooldown, adopt_cooldown
 
-    b, t = adopt_cooldown(CLOSED, until=25.0, now=20.0)
+    b, t = adopt_cooldown(CLOSED, Cooldown(since=20.0, until=25.0), now=20.0)
     assert b.state is State.OPEN and b.open_until == 25.0 and t is not None
     assert access(b, 24.9) is Access.SKIP and access(b, 25.0) is Access.PROBE
-    same, t = adopt_cooldown(b, until=40.0, now=21.0)  # already open: its own timing stands
+    same, t = adopt_cooldown(b, Cooldown(since=21.0, until=40.0), now=21.0)  # already open: its own timing stands
     assert same == b and t is None
-    assert adopt_cooldown(CLOSED, until=10.0, now=20.0) == (CLOSED, None)  # already over
+    assert adopt_cooldown(CLOSED, Cooldown(since=0.0, until=10.0), now=20.0) == (CLOSED, None)  # already over
+
+
+def test_a_litellm_cooldown_from_before_the_last_close_is_stale() -> None:
+    """Worker B's LiteLLM cooldown, set before worker A's probe closed the shared breaker, must
+    not re-open it (it did: the breaker flapped with --num_workers 2)."""
+    from litellm_failover_plugin.breaker import Cooldown, adopt_cooldown, stale
+
+    opened = start_probe(fail(CLOSED, 0.0, 3), 10.0, CFG)
+    closed, _ = record(opened, Signal.SUCCESS, 10.5, CFG)  # A's probe
+    old, new = Cooldown(since=9.0, until=39.0), Cooldown(since=11.0, until=41.0)
+    assert stale(old, closed) and not stale(new, closed)
+    assert adopt_cooldown(closed, old, now=12.0) == (closed, None)
+    b, t = adopt_cooldown(closed, new, now=12.0)  # a failure after the close: news
+    assert b.state is State.OPEN and b.open_until == 41.0 and t is not None
+    assert b.closed_at == 10.5  # kept: cooldowns from before it stay stale
+    assert not stale(Cooldown(since=0.0, until=30.0), CLOSED)  # never closed by a success: nothing is stale
 
 
 def test_an_upstreams_hold_is_capped_and_garbage_is_ignored() -> None:

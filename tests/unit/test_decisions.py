@@ -1,7 +1,27 @@
 """The attempt loop's decisions (decisions.py, generations.py) with `now` as a number."""
 
-from litellm_failover_plugin.breaker import CLOSED, BreakerConfig, Signal, State, Transition, record
-from litellm_failover_plugin.decisions import Snapshot, next_batch, queue_limit, retry_after_s, retry_wait, wake_at
+from dataclasses import replace
+
+from litellm_failover_plugin.breaker import (
+    CLOSED,
+    BreakerConfig,
+    Cooldown,
+    Signal,
+    State,
+    Transition,
+    record,
+    start_probe,
+)
+from litellm_failover_plugin.decisions import (
+    Snapshot,
+    keys_down,
+    next_batch,
+    queue_limit,
+    retry_after_s,
+    retry_wait,
+    stale_cooldowns,
+    wake_at,
+)
 from litellm_failover_plugin.generations import Generations
 from litellm_failover_plugin.retries import RetryPolicy
 from litellm_failover_plugin.routing import Candidate, Outcome
@@ -19,7 +39,7 @@ def three() -> list[Candidate]:  # alpha:m/a1, alpha:m/a2, beta:m/b1 (see test_r
 def test_a_litellm_cooldown_is_adopted_by_a_closed_breaker_and_skipped() -> None:
     a1, a2, a3 = three()
     snap = Snapshot()
-    adopted = snap.learn([a1, a2, a3], {a1.health_id: 130.0}, [CLOSED, CLOSED, CLOSED], now=100.0)
+    adopted = snap.learn([a1, a2, a3], {a1.health_id: Cooldown(100.0, 130.0)}, [CLOSED, CLOSED, CLOSED], now=100.0)
     assert [(h, t.new) for h, t in adopted] == [(a1.health_id, State.OPEN)]
     assert snap.breakers[a1.health_id].open_until == 130.0
     assert snap.unavailable == {a1.deployment_id: Outcome.SKIPPED_COOLDOWN}
@@ -30,7 +50,7 @@ def test_an_open_breaker_due_a_probe_beats_litellms_timer() -> None:
     a1, a2, _ = three()
     opened, _ = record(CLOSED, Signal.FAILURE, 0.0, CFG)  # open until 10
     snap = Snapshot()
-    adopted = snap.learn([a1, a2], {a1.health_id: 50.0}, [opened, opened], now=20.0)
+    adopted = snap.learn([a1, a2], {a1.health_id: Cooldown(20.0, 50.0)}, [opened, opened], now=20.0)
     assert adopted == []  # an open breaker adopts nothing
     assert snap.due == {a1.health_id, a2.health_id}
     assert snap.unavailable == {}  # both may be probed, LiteLLM's cooldown of a1 notwithstanding
@@ -48,8 +68,31 @@ def test_an_open_breaker_not_due_is_skipped_until_its_end() -> None:
 def test_breakers_off_only_litellms_cooldowns_count() -> None:
     a1, a2, _ = three()
     snap = Snapshot()
-    assert snap.learn([a1, a2], {a2.health_id: 7.0}, None, now=1.0) == []
+    assert snap.learn([a1, a2], {a2.health_id: Cooldown(1.0, 7.0)}, None, now=1.0) == []
     assert snap.unavailable == {a2.deployment_id: Outcome.SKIPPED_COOLDOWN} and not snap.breakers
+
+
+def test_litellm_cooldowns_from_before_a_keys_last_close_are_stale() -> None:
+    """Each worker keeps LiteLLM's cooldowns in its own memory: one set before a probe (in any
+    worker) closed the key's shared breaker is stale, to be cleared; a newer one counts."""
+    a1, a2, b1 = three()
+    by_id = {c.deployment_id: c for c in (a1, a2, b1)}
+    opened, _ = record(CLOSED, Signal.FAILURE, 0.0, CFG)
+    closed, _ = record(start_probe(opened, 10.0, CFG), Signal.SUCCESS, 10.0, CFG)
+    cooling = {a1.deployment_id: Cooldown(5.0, 35.0), a2.deployment_id: Cooldown(12.0, 42.0), b1.deployment_id: Cooldown(5.0, 35.0)}
+    breakers = {a1.health_id: closed, a2.health_id: closed, b1.health_id: opened}
+    assert stale_cooldowns(cooling, by_id, breakers) == [a1.deployment_id]  # b1's breaker never closed since
+    assert stale_cooldowns(cooling, by_id, {}) == []  # breakers not read (off): nothing is stale
+    fresh = {i: c for i, c in cooling.items() if i != a1.deployment_id}
+    assert keys_down(fresh, by_id) == {a2.health_id: Cooldown(12.0, 42.0), b1.health_id: Cooldown(5.0, 35.0)}
+
+
+def test_a_keys_cooldown_is_the_latest_of_its_deployments() -> None:
+    a1, _, _ = three()
+    other_route = replace(a1, deployment_id="other/" + a1.deployment_id)  # same key, another route
+    by_id = {a1.deployment_id: a1, other_route.deployment_id: other_route}
+    cooling = {a1.deployment_id: Cooldown(1.0, 50.0), other_route.deployment_id: Cooldown(3.0, 20.0)}
+    assert keys_down(cooling, by_id) == {a1.health_id: Cooldown(3.0, 50.0)}
 
 
 def test_reads_grow_threefold() -> None:
