@@ -7,13 +7,17 @@ time). The fake upstream counts the calls each key received.
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import litellm
 import pytest
 
 from litellm_failover_plugin import FailoverExhausted, attach
+from litellm_failover_plugin.breaker import Breaker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
+from litellm_failover_plugin.state import MemoryStore
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -196,3 +200,45 @@ async def test_the_issues_case_two_keys_of_a_backend_with_rpm_under_usage_based_
     assert served == [("k1", "1"), ("k1", "1"), ("k2", "1"), ("k2", "1")]
     assert (calls(upstream, "k1"), calls(upstream, "k2")) == (2, 2)
     assert await runner.store.items() == {}
+
+
+class CountingStore(MemoryStore):
+    """Counts the store's round trips by kind (with Redis, each is one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trips: Counter[str] = Counter()
+
+    async def get_many(self, ids: Sequence[str]) -> list[Breaker]:
+        self.trips["breakers"] += 1
+        return await super().get_many(ids)
+
+    async def counts(self, keys: Sequence[str]) -> list[int]:
+        self.trips["counts"] += 1
+        return await super().counts(keys)
+
+    async def add(self, counts: Sequence[tuple[str, int]], ttl_s: int) -> list[int]:
+        self.trips["add"] += 1
+        return await super().add(counts, ttl_s)
+
+
+@pytest.mark.parametrize("size", [3, 60])
+async def test_the_store_round_trips_of_a_healthy_request(upstream: FakeUpstream, size: int) -> None:
+    """Keys without limits cost nothing more; a key with rpm and tpm: one read, one reservation,
+    one add of its tokens; none of it grows with the route's size."""
+    store = CountingStore()
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    keys: dict[str, Any] = {f"k{i}": f"sk-k{i}" for i in range(size)}
+    limited = {"key": "sk-k0", "rpm": 100, "tpm": 10_000}
+    routes = {"free": {"policy": "k", "elements": ["free:m"]}, "limited": {"policy": "k", "elements": ["limited:m"]}}
+    backends = {
+        "free": {"provider": "openai", "api_base": upstream.url, "api_keys": keys},
+        "limited": {"provider": "openai", "api_base": upstream.url, "api_keys": {**keys, "k0": limited}},
+    }
+    runner = attach(router, {"backends": backends, "routes": routes}, store=store)
+    runner.clock = Clock()
+    await router.acompletion(model="free", messages=MESSAGES)
+    assert store.trips == {"breakers": 1}
+    store.trips.clear()
+    await router.acompletion(model="limited", messages=MESSAGES)
+    assert store.trips == {"breakers": 1, "counts": 1, "add": 2}
