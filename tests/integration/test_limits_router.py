@@ -15,7 +15,10 @@ import litellm
 import pytest
 
 from litellm_failover_plugin import FailoverExhausted, attach
-from litellm_failover_plugin.breaker import Breaker
+from litellm_failover_plugin.breaker import Breaker, State
+from litellm_failover_plugin.config import HealthCheckSettings
+from litellm_failover_plugin.limits import counter_keys, window_of
+from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.state import MemoryStore
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
@@ -242,3 +245,23 @@ async def test_the_store_round_trips_of_a_healthy_request(upstream: FakeUpstream
     store.trips.clear()
     await router.acompletion(model="limited", messages=MESSAGES)
     assert store.trips == {"breakers": 1, "counts": 1, "add": 2}
+
+
+async def test_a_health_check_takes_a_slot_and_waits_when_the_key_is_at_its_limit(upstream: FakeUpstream) -> None:
+    """A background probe is a call to the key too: it reserves a slot; at the limit, no call."""
+    router, runner = make(upstream, {"rpm": 2}, breaker={"failure_threshold": 1, "cooldown_s": 1})
+    upstream.set(**{"sk-a1": Behavior(503)})
+    assert (await ask(router))[0] == "b1"  # a1's failure (slot 1) opens its breaker
+    upstream.reset()
+    checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
+    runner.clock.now += 2  # type: ignore[attr-defined]
+    await runner.store.add([(counter_keys("alpha:gpt-x/a1", window_of(runner.clock()))[0], 1)], 120)  # slot 2: another replica's
+    assert await checker.tick() == ["alpha:gpt-x/a1"]
+    assert upstream.received == []  # at its limit: not called
+    [b] = await runner.store.get_many(["alpha:gpt-x/a1"])
+    assert b.state is State.OPEN and b.probe_until <= runner.clock()  # the probe slot is free again
+    runner.clock.now += 60  # type: ignore[attr-defined]
+    assert await checker.tick() == ["alpha:gpt-x/a1"]
+    assert [r.key for r in upstream.received] == ["sk-a1"]
+    [b] = await runner.store.get_many(["alpha:gpt-x/a1"])
+    assert b.state is State.CLOSED
