@@ -397,8 +397,7 @@ class FailoverRunner(KeyHealth):
         if opened is None:  # a supervised stream reports when it ends
             self._observe(c.health_id, True, (self.clock() - t0) * 1000)
             await self.report(c.health_id, Signal.SUCCESS, call.snap.breakers.get(c.health_id))
-            if c.limits.tpm is not None:
-                await self.count_tokens(c, total_tokens(response))
+            await self.count_tokens(c, total_tokens(response))  # a key with a tpm limit only
         run.succeeded(c)
         if self.hooks:
             took = opened.latency_ms / 1000 if opened is not None and opened.latency_ms is not None else self.clock() - t0

@@ -201,7 +201,7 @@ class Supervised:
                 hid = candidate.health_id
                 runner._observe(hid, True, opened.latency_ms)
                 await runner.report(hid, Signal.SUCCESS, self.ctx.snap.breakers.get(hid))
-                if candidate.limits.tpm is not None:
+                if candidate.limits.tpm is not None:  # counting a stream's tokens locally costs CPU
                     await runner.count_tokens(candidate, self._tokens(opened))
                 return
         finally:
