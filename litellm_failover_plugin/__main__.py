@@ -12,10 +12,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from .config import ConfigError, FailoverSettings
 from .configfile import load_settings
+from .limits import Usage, counter_keys, describe, window_of
 from .routing import compile_routes
 
 
@@ -85,7 +87,11 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
         shared = row.get("shared_by") or []
         note = " ".join(
             part
-            for part in (row.get("reason") or "", f"(key shared by {', '.join(shared)})" if len(shared) > 1 else "")
+            for part in (
+                row.get("reason") or "",
+                row.get("limits") or "",
+                f"(key shared by {', '.join(shared)})" if len(shared) > 1 else "",
+            )
             if part
         )
         if note:
@@ -154,10 +160,14 @@ def status_from_store(path: str, route: str | None = None, as_json: bool = False
 
     async def read() -> list[dict[str, Any]]:
         store = RedisStore.from_url(str(settings.redis_url), timeout_s=2)
+        limited = list({c.health_id: c for c in candidates if c.limits}.values())
+        keys = [k for c in limited for k in counter_keys(c.health_id, window_of(time.time()))]
         try:
             breakers = dict(zip(hids, await store.get_many(hids), strict=False))
+            counts = await store.counts(keys)
         finally:
             await store.aclose()
+        used = {c.health_id: Usage(counts[2 * i], counts[2 * i + 1]) for i, c in enumerate(limited)}
         return [
             {
                 "deployment": c.deployment_id,
@@ -170,6 +180,7 @@ def status_from_store(path: str, route: str | None = None, as_json: bool = False
                 "state": breakers[c.health_id].state.value,
                 "failures": breakers[c.health_id].failures,
                 "reason": breakers[c.health_id].reason,
+                "limits": describe(c.limits, used[c.health_id]) if c.limits else None,
             }
             for c in candidates
         ]

@@ -7,34 +7,32 @@ API key values are `SecretStr`: they never show in a repr, a log line or an erro
 
 from __future__ import annotations
 
-import math
-import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from .backends import DAY_S, Backend, check_name, element_params, resolve_secret
+from .backends import Model as _Model
 from .breaker import BreakerConfig
 from .conditions import DEFAULT_FALLBACK, Conditions
 from .policies import POLICIES
 from .retries import RetryPolicy
 
 SECTION = "failover_settings"
-ENV_PREFIX = "os.environ/"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")
+_BREAKER = BreakerConfig()  # the defaults live with the code that uses them
+_RETRY = RetryPolicy()
+WEEK_S = 7 * DAY_S
 
 
 class ConfigError(ValueError):
@@ -58,123 +56,6 @@ ConditionList = Annotated[
 ]
 
 
-def _check_name(what: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(
-            f"{what} name {name!r} must start with a letter or digit and use only letters, "
-            "digits, '_', '-' and '.'"
-        )
-    return name
-
-
-_POSITIVE_PARAMS = ("timeout", "stream_timeout", "rpm", "tpm", "max_tokens", "max_completion_tokens")
-
-
-def check_litellm_params(value: dict[str, Any]) -> dict[str, Any]:
-    """LiteLLM takes these as they come (a negative timeout breaks every call): refuse them here."""
-    for name in _POSITIVE_PARAMS:
-        v = value.get(name)
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"litellm_params.{name} must be a positive number, got {v!r}")
-        if name.endswith("timeout") and v > DAY_S:
-            raise ValueError(f"litellm_params.{name} must be at most {DAY_S:g} seconds, got {v!r}")
-    return value
-
-
-def backend_params(value: dict[str, Any]) -> dict[str, Any]:
-    """A backend's or a key's litellm_params: the plugin sets the model and the key itself."""
-    for forbidden in ("model", "api_key"):
-        if forbidden in value:
-            raise ValueError(f"{forbidden!r} is set by the plugin; use provider and api_keys instead")
-    return check_litellm_params(value)
-
-
-def resolve_secret(value: str) -> str:
-    """`os.environ/NAME` -> the variable's value; anything else is taken as written."""
-    if value.startswith(ENV_PREFIX):
-        var = value[len(ENV_PREFIX) :]
-        resolved = os.environ.get(var)
-        if not resolved:
-            raise ValueError(f"environment variable {var} is not set")
-        return resolved
-    return value
-
-
-class _Model(BaseModel):
-    # inf and nan are never a sane cooldown, wait or size
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-_BREAKER = BreakerConfig()  # the defaults live with the code that uses them
-_RETRY = RetryPolicy()
-DAY_S = 86400.0
-WEEK_S = 7 * DAY_S
-
-
-class KeyEndpoint(_Model):
-    """Where one key's calls go when it differs from its backend (Azure and other regional
-    deployments have one endpoint per key)."""
-
-    api_base: str | None = None
-    api_version: str | None = None
-    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: backend_params(v))] = Field(default_factory=dict)
-
-
-class Backend(_Model):
-    provider: str = Field(min_length=1)
-    api_base: str | None = None
-    api_keys: dict[str, SecretStr]
-    litellm_params: dict[str, Any] = Field(default_factory=dict)
-    key_endpoints: dict[str, KeyEndpoint] = Field(default_factory=dict)  # from api_keys' mapping form
-
-    @model_validator(mode="before")
-    @classmethod
-    def _key_mappings(cls, data: Any) -> Any:
-        """A key may be a mapping: {key: os.environ/AZ_EAST, api_base: ..., api_version: ..., litellm_params: {...}}."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("api_keys"), Mapping):
-            return data
-        keys: dict[str, Any] = {}
-        endpoints: dict[str, Any] = dict(data.get("key_endpoints") or {})
-        for name, raw in data["api_keys"].items():
-            if isinstance(raw, Mapping):
-                raw = dict(raw)
-                if not raw.get("key"):
-                    raise ValueError(f"api_keys.{name}: a key written as a mapping needs 'key', e.g. key: os.environ/AZ_EAST")
-                keys[name] = raw.pop("key")
-                endpoints[str(name)] = raw
-            else:
-                keys[name] = raw
-        return {**data, "api_keys": keys, "key_endpoints": endpoints}
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any) -> Any:
-        if isinstance(value, list):  # plain list: name them key1, key2, ...
-            value = {f"key{i + 1}": v for i, v in enumerate(value)}
-        if not isinstance(value, Mapping) or not value:
-            raise ValueError("must name at least one key, e.g. {k1: os.environ/MY_KEY}")
-        out: dict[str, SecretStr] = {}
-        for name, raw in value.items():
-            _check_name("key", str(name))
-            if isinstance(raw, SecretStr):  # settings dumped and read again
-                out[str(name)] = raw
-                continue
-            if not isinstance(raw, str) or not raw:
-                raise ValueError(f"key {name!r} must be a non-empty string")
-            try:
-                out[str(name)] = SecretStr(resolve_secret(raw))
-            except ValueError as e:
-                raise ValueError(f"key {name!r}: {e}") from None
-        return out
-
-    @field_validator("litellm_params")
-    @classmethod
-    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return backend_params(value)
-
-
 class StreamTimeouts(_Model):
     """How long a stream may keep the client waiting; unset (or 0) = no limit of the plugin's own."""
 
@@ -190,7 +71,7 @@ class Element(_Model):
     stream_timeouts: StreamTimeouts | None = None  # per field over the route's and the defaults'
     catch: ConditionList | None = None
     fallback_status_codes: ConditionList | None = None
-    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: check_litellm_params(v))] = Field(default_factory=dict)
+    litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: element_params(v))] = Field(default_factory=dict)
     priority: int = 0  # scored routes: lower first
     cost_per_token: float | None = Field(None, ge=0)  # scored routes: else LiteLLM's cost map
 
@@ -200,7 +81,7 @@ class Element(_Model):
         backend, sep, model = value.partition(":")
         if not sep or not backend or not model:
             raise ValueError(f"{value!r} must be 'backend:model'")
-        _check_name("backend", backend)
+        check_name("backend", backend)
         if not _PRINTABLE.match(model):
             raise ValueError(f"model {model!r} must be printable ASCII without spaces (it is sent back in a header)")
         return value
@@ -375,7 +256,7 @@ class FailoverSettings(_Model):
     @classmethod
     def _backend_names(cls, value: dict[str, Backend]) -> dict[str, Backend]:
         for name in value:
-            _check_name("backend", name)
+            check_name("backend", name)
         return value
 
     @field_validator("routes")

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import yaml
 
-from .config import SECTION, ConfigError, FailoverSettings, parse_settings, resolve_secret
+from .backends import resolve_secret
+from .config import SECTION, ConfigError, FailoverSettings, parse_settings
 
 
 def _redis_from_router_settings(document: Mapping[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 - `Snapshot.learn`: which candidates a walk skips and why, given LiteLLM's cooldowns and the
   keys' breakers (a closed breaker adopts LiteLLM's cooldown; an open one due a probe beats it);
+  `Snapshot.limited`: and given the keys' use of their rate limits in the current minute;
 - `stale_cooldowns`, `keys_down`: which LiteLLM cooldowns are stale (set before the key's
   breaker last closed: cleared, whichever process holds them), and the others by key;
 - `retry_wait`: after a failed call, retry the same key (after how long) or move on;
@@ -30,6 +31,7 @@ from .breaker import (
     sane_hold,
     stale,
 )
+from .limits import Usage, at_limit
 from .retries import RetryPolicy, next_wait
 from .routing import Candidate, Outcome
 
@@ -42,6 +44,7 @@ class Snapshot:
     breakers: dict[str, Breaker] = field(default_factory=dict)  # by health id: the keys' breakers as read
     due: set[str] = field(default_factory=set)  # health ids of open keys whose single probe may be taken now
     next_due: float | None = None  # when the earliest unavailable candidate read becomes callable again
+    slots: dict[str, str] = field(default_factory=dict)  # health id -> rpm counter: a slot reserved, its call not made yet
 
     def _due_at(self, t: float) -> None:
         self.next_due = t if self.next_due is None else min(self.next_due, t)
@@ -80,6 +83,19 @@ class Snapshot:
                 self.unavailable.pop(c.deployment_id, None)  # the breaker knows more than LiteLLM's timer
                 self.due.add(hid)
         return adopted
+
+    def limited(self, cands: Sequence[Candidate], used: Sequence[Usage], window_end: float) -> None:
+        """Add the keys' use of their rate limits in the current window (`used`, in `cands`'
+        order; it ends at `window_end`): a key at its limit is skipped until the next window
+        (an open breaker or a cooldown, if any, says more)."""
+        for c, u in zip(cands, used, strict=True):
+            if at_limit(c.limits, u):
+                self.unavailable.setdefault(c.deployment_id, Outcome.SKIPPED_LIMIT)
+                self._due_at(window_end)
+
+    def refused(self, window_end: float) -> None:
+        """A key had no room left when its call reserved a slot: callable again at `window_end`."""
+        self._due_at(window_end)
 
 
 def stale_cooldowns(

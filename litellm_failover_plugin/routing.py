@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .conditions import Conditions, Failure, falls_over
 from .config import FailoverSettings
+from .limits import NO_LIMITS, Limits
 from .policies import POLICIES, ElementKeys
 
 
@@ -47,6 +48,7 @@ class Candidate:
     catch: Conditions | None  # only try this candidate after a failure matching these
     max_retries: int = 0  # same-candidate retries before moving on
     priority: int = 0  # scored routes: lower first
+    limits: Limits = NO_LIMITS  # the key's rpm/tpm (limits.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     catch=e.catch,
                     max_retries=settings.retries_for(name),
                     priority=e.priority,
+                    limits=settings.backends[e.backend].limits(keys[ei][ki]),
                 )
             )
         plans[name] = RoutePlan(name, route.policy, route.enabled, tuple(candidates))
@@ -103,6 +106,7 @@ class Outcome(enum.Enum):
     SKIPPED_OPEN = "skipped_open"  # its circuit breaker is open (or another caller holds the probe)
     SKIPPED_CATCH = "skipped_catch"  # its `catch` list did not name the last failure
     SKIPPED_BUSY = "skipped_busy"  # its last call failed and enough calls to it are in flight (herd.py)
+    SKIPPED_LIMIT = "skipped_limit"  # its key used its rpm/tpm of the current minute (limits.py)
     INTERRUPTED = "interrupted"  # its stream failed after the client had chunks of it
 
     @property
@@ -246,7 +250,13 @@ class FailoverRun:
         self._last_failure = failure
 
     def exhausted_status(self) -> int:
-        """HTTP status for the exhausted error: the last attempt's, 503 when it had none."""
-        if self._last_failure is not None and self._last_failure.status is not None:
-            return self._last_failure.status
-        return 503
+        """HTTP status for the exhausted error: the last attempt's; when no call failed, 429 if
+        a key was skipped for its rate limit (the client may come back when it frees up), else 503."""
+        if self._last_failure is not None:
+            return self._last_failure.status or 503
+        return 429 if self.limited else 503
+
+    @property
+    def limited(self) -> bool:
+        """Whether the walk skipped a key for its rate limit."""
+        return any(a.outcome is Outcome.SKIPPED_LIMIT for a in self.attempts)

@@ -4,7 +4,8 @@ Every `interval_s`, up to `max_per_interval` keys (backend, model, key) whose br
 closed get one small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
 spend side effects). A health check takes the breaker's probe slot first, so with Redis one
 replica probes a deployment at a time, and user traffic does not probe it meanwhile. A success
-closes the breaker and clears LiteLLM's cooldown; a failure leaves it open.
+closes the breaker and clears LiteLLM's cooldown; a failure leaves it open. A probe of a key
+with an rpm limit takes one of its slots (limits.py); at its limit, it waits for a later round.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import litellm
 
 from ..breaker import Signal, State, hold_probe, release_probe
 from ..config import HealthCheckSettings
+from ..decisions import Snapshot
 from .runner import FailoverRunner
 from .translate import classify
 
@@ -58,6 +60,10 @@ class HealthChecker:
         return id if new.probe_until != old.probe_until else None
 
     async def _check(self, id: str) -> None:
+        c = self.runner.candidates.get((self.runner.deployments_of.get(id) or [""])[0])
+        if c is not None and c.limits and not await self.runner.reserve(c, Snapshot()):
+            await self.runner.store.update(id, release_probe)  # at its rate limit: a probe is a call too
+            return
         if await self.probe(id):
             await self.runner.report(id, Signal.SUCCESS, None)
         else:

@@ -4,7 +4,9 @@ A key (backend:model/key, its health id) has one breaker in the state store and 
 record, shared by every route that uses it; LiteLLM cools down deployments (one per route
 element and key), so a key is down while any of its deployments is. A walk reads the state of
 the candidates it reaches (`_next_reads`); what to make of it is decided in the core
-(decisions.Snapshot.learn); calls report their outcome here (`report`).
+(decisions.Snapshot.learn), with the rate-limit counters of the keys that have limits
+(Snapshot.limited); a call to such a key reserves its slot first (`reserve`), and its answer's
+tokens are counted (`count_tokens`); calls report their outcome here (`report`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..breaker import (
 from ..decisions import Snapshot, keys_down, next_batch, stale_cooldowns
 from ..herd import Herd
 from ..instrumentation import BreakerSeen, Event, Hook
+from ..limits import Usage, admitted, counter_keys, ttl_s, window_end, window_of
 from ..routing import Candidate, FailoverRun
 from ..scoring import Stats, observe
 from ..state import StateStore
@@ -124,11 +127,53 @@ class KeyHealth:
         now = self.clock()
         for hid, _ in snap.learn(cands, cooling, breakers, now):
             snap.breakers[hid] = await self.adopt(hid, cooling[hid], now)
+        limited = [c for c in cands if c.limits]
+        if limited:  # keys without limits cost nothing here
+            window = window_of(now)
+            snap.limited(limited, await self.usage(limited, window), window_end(window))
         if self.hooks:  # the gauge follows what any replica did, as read
             for c in cands:
                 seen = snap.breakers.get(c.health_id)
                 if seen is not None:
                     self.emit(BreakerSeen(c.route, c.backend, c.model, c.key, seen.state.value))
+
+    async def usage(self, cands: Sequence[Candidate], window: int) -> list[Usage]:
+        """What `cands`' keys used of their limits in `window`: one store read."""
+        keys = [k for c in cands for k in counter_keys(c.health_id, window)]
+        values = await self.store.counts(keys)
+        return [Usage(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+
+    async def reserve(self, c: Candidate, snap: Snapshot) -> bool:
+        """Take one of the key's rpm slots in the current window before calling it (one round
+        trip: concurrent requests and replicas never make more than rpm calls); False, and the
+        slot given back, when it has no room left. A key with a tpm limit only reserves nothing:
+        its tokens are known after the call, and the walk read them."""
+        if c.limits.rpm is None:
+            return True
+        window = window_of(self.clock())
+        calls, tokens = counter_keys(c.health_id, window)
+        counts = [(calls, 1), (tokens, 0)] if c.limits.tpm is not None else [(calls, 1)]
+        got = await self.store.add(counts, ttl_s())
+        if admitted(c.limits, got[0], got[1] if len(got) > 1 else 0):
+            snap.slots[c.health_id] = calls
+            return True
+        await self.store.add([(calls, -1)], ttl_s())
+        snap.refused(window_end(window))
+        return False
+
+    async def release(self, c: Candidate, snap: Snapshot) -> None:
+        """Give back the slot just reserved for a call that is not made after all (the probe or
+        the retry budget said no). A call made keeps its slot, failed or not."""
+        calls = snap.slots.pop(c.health_id, None)
+        if calls is not None:
+            await self.store.add([(calls, -1)], ttl_s())
+
+    async def count_tokens(self, c: Candidate, tokens: int | None) -> None:
+        """An answer's tokens count against its key's tpm limit in the current window."""
+        if c.limits.tpm is None or not tokens or tokens < 0:
+            return
+        _, key = counter_keys(c.health_id, window_of(self.clock()))
+        await self.store.add([(key, int(tokens))], ttl_s())
 
     async def _change(self, id: str, step: Step) -> tuple[Breaker, Transition | None]:
         """Apply one step to a key's breaker (`id`: its health id) atomically in the store; log

@@ -39,7 +39,7 @@ from .keyhealth import KeyHealth
 from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, local_failure, priority, record
 from .replies import command_reply
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
-from .translate import Redactor, classify, cost_per_token
+from .translate import Redactor, classify, cost_per_token, total_tokens
 from .waiting import Place, QueueTimeout, RouteWaiter, waiters_for
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -225,7 +225,7 @@ class FailoverRunner(KeyHealth):
                     return response
                 calls_so_far = run.calls
                 if waiter is None or run.stopped or not plan.candidates:
-                    raise self._exhausted(run, kwargs)
+                    raise self._exhausted(run, kwargs, retry_after=snap.next_due if run.limited else None)
                 if place is None:  # every candidate is down: wait for one to come back instead of failing
                     place = self._enter(waiter, run, kwargs, snap)
                 await self._wait(waiter, place, run, kwargs, snap, deadline)
@@ -291,6 +291,7 @@ class FailoverRunner(KeyHealth):
             if not await self._may_call(run, snap, candidate):
                 continue
             if not self._extra_call_allowed(run):
+                await self.release(candidate, snap)
                 break
             call = _Call(run, snap, candidate, original_function, args, kwargs, deadline, continuing)
             got = await self._attempt(call)
@@ -299,16 +300,19 @@ class FailoverRunner(KeyHealth):
         return _EXHAUSTED
 
     async def _may_call(self, run: FailoverRun, snap: Snapshot, candidate: Candidate) -> bool:
-        """Whether the walk may call `candidate` now: an open key due a probe needs the probe
-        slot; a key whose last call failed takes only a few calls at once (herd.py)."""
+        """Whether the walk may call `candidate` now: a key whose last call failed takes only a
+        few calls at once (herd.py); a key with an rpm limit needs a slot in the current minute
+        (limits.py); an open key due a probe needs the probe slot."""
         hid = candidate.health_id
-        if hid in snap.due:
-            if await self.take_probe(hid):
-                return True
-            run.skipped(candidate, Outcome.SKIPPED_OPEN)
-            return False
-        if not self.herd.may_call(hid):
+        if hid not in snap.due and not self.herd.may_call(hid):
             run.skipped(candidate, Outcome.SKIPPED_BUSY)
+            return False
+        if candidate.limits and not await self.reserve(candidate, snap):
+            run.skipped(candidate, Outcome.SKIPPED_LIMIT)
+            return False
+        if hid in snap.due and not await self.take_probe(hid):
+            await self.release(candidate, snap)
+            run.skipped(candidate, Outcome.SKIPPED_OPEN)
             return False
         return True
 
@@ -336,6 +340,9 @@ class FailoverRunner(KeyHealth):
                 finally:
                     self.herd.leave(hid)
                 retry, waited = retry + 1, waited + wait
+                if call.candidate.limits and not await self.reserve(call.candidate, call.snap):  # a retry is a call
+                    call.run.skipped(call.candidate, Outcome.SKIPPED_LIMIT)
+                    return _MOVE_ON
                 continue
             self.herd.leave(hid)
             return await self._served(call, response, opened, t0)
@@ -399,6 +406,7 @@ class FailoverRunner(KeyHealth):
         if opened is None:  # a supervised stream reports when it ends
             self._observe(c.health_id, True, (self.clock() - t0) * 1000)
             await self.report(c.health_id, Signal.SUCCESS, call.snap.breakers.get(c.health_id))
+            await self.count_tokens(c, total_tokens(response))  # a key with a tpm limit only
         run.succeeded(c)
         if self.hooks:
             took = opened.latency_ms / 1000 if opened is not None and opened.latency_ms is not None else self.clock() - t0

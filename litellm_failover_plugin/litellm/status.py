@@ -1,7 +1,8 @@
 """The status view: every deployment's breaker, LiteLLM cooldown and recent behaviour.
 
 One row per deployment (route, backend, model, key); the breaker, failures and stats shown are
-its key's (`health`), shared by every route in `shared_by`.
+its key's (`health`), shared by every route in `shared_by`; `limits` is its key's use of its
+rate limits in the current minute (`rpm 2/2`), for keys that have limits.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..breaker import State
+from ..limits import describe, window_of
 from ..scoring import Weights, score
 from .runner import FailoverRunner
 
@@ -33,6 +35,8 @@ async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
     breakers = dict(zip(hids, await runner.store.get_many(hids), strict=False))
     cooling = await runner.cooling_down(ids, breakers)  # a stale one (from before the last close) is cleared
     scores = _scores(runner)
+    limited = list({c.health_id: c for c in runner.candidates.values() if c.limits}.values())
+    used = dict(zip((c.health_id for c in limited), await runner.usage(limited, window_of(now)), strict=True))
     rows = []
     for id in ids:
         c = runner.candidates[id]
@@ -57,6 +61,7 @@ async def status_rows(runner: FailoverRunner) -> list[dict[str, Any]]:
                 "success_rate": round(s.success_rate, 3) if s and s.success_rate is not None else None,
                 "score": scores.get(id),
                 "open_until": round(b.open_until, 3) if b.state is not State.CLOSED else None,
+                "limits": describe(c.limits, used[c.health_id]) if c.limits else None,
             }
         )
     return rows

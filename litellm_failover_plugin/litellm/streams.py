@@ -44,7 +44,7 @@ from ..streaming import (
     stream_failure,
 )
 from . import adapter, selfcheck
-from .translate import Redactor, _chain, classify
+from .translate import Redactor, _chain, classify, total_tokens
 
 if TYPE_CHECKING:
     from ..decisions import Snapshot
@@ -181,6 +181,7 @@ class Supervised:
         self.ctx = ctx
         self.current = (opened, candidate)
         self.first_id: str | None = None
+        self.part_tokens: int | None = None  # the current part's usage, if a chunk carried it
 
     def install(self) -> Any:
         response = self.current[0].response
@@ -206,10 +207,18 @@ class Supervised:
                 hid = candidate.health_id
                 runner._observe(hid, True, opened.latency_ms)
                 await runner.report(hid, Signal.SUCCESS, self.ctx.snap.breakers.get(hid))
+                if candidate.limits.tpm is not None:  # counting a stream's tokens locally costs CPU
+                    await runner.count_tokens(candidate, self._tokens(opened))
                 return
         finally:
             runner.open_streams -= 1
             await self._close_part(self.current[0])
+
+    def _tokens(self, opened: Opened) -> int:
+        """A finished part's tokens: its usage chunk's, else counted here (most streams send none)."""
+        if self.part_tokens is not None:
+            return self.part_tokens
+        return _usage_of(opened, opened.progress, self.ctx.kwargs).total_tokens
 
     async def _close_part(self, opened: Opened) -> None:
         await _close(opened.gen)
@@ -221,6 +230,7 @@ class Supervised:
         timeouts = self.runner.stream_timeouts(candidate)
         pending = list(opened.held)
         opened.held.clear()
+        self.part_tokens = None
         while True:
             if pending:
                 chunk = pending.pop(0)
@@ -253,6 +263,7 @@ class Supervised:
             self.ctx.text += content
             if self.first_id is None:
                 self.first_id = getattr(chunk, "id", None)
+            self.part_tokens = total_tokens(chunk) or self.part_tokens
             if continued:
                 self._as_continuation(chunk, finish)
             yield chunk

@@ -216,3 +216,10 @@ def cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:
     prices = [info.get("input_cost_per_token"), info.get("output_cost_per_token")]
     known = [float(p) for p in prices if isinstance(p, (int, float))]
     return sum(known) if known else None
+
+
+def total_tokens(response: Any) -> int | None:
+    """The tokens an answer used, as its usage says (prompt + completion); None when it has none."""
+    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
+    total = usage.get("total_tokens") if isinstance(usage, Mapping) else getattr(usage, "total_tokens", None)
+    return total if isinstance(total, int) and not isinstance(total, bool) else None

@@ -27,6 +27,15 @@ class StateStore(Protocol):
         """Every breaker that is not plainly closed (for the status view)."""
         ...
 
+    async def add(self, counts: Sequence[tuple[str, int]], ttl_s: int) -> list[int]:
+        """Add to counters (rate limits' usage: limits.py) as one atomic step, in one round trip;
+        each expires `ttl_s` after its last change. Their new values, in order."""
+        ...
+
+    async def counts(self, keys: Sequence[str]) -> list[int]:
+        """Counters' values (0 for a missing or expired one), in order, in one round trip."""
+        ...
+
     async def publish_recovery(self, id: str) -> None:
         """Tell the other replicas sharing this store that a key is back, so their queues wake
         at once (a no-op for a store nothing else shares)."""

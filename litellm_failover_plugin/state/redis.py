@@ -26,6 +26,7 @@ from ..breaker import Breaker
 from .base import Update, decode, encode, is_clean
 
 PREFIX = "litellm_failover:breaker:"
+USAGE_PREFIX = "litellm_failover:usage:"  # rate limits' counters (limits.py); outside PREFIX, which items() scans
 
 
 def redis_client(url: str, timeout_s: float) -> aioredis.Redis:
@@ -41,10 +42,13 @@ def redis_client(url: str, timeout_s: float) -> aioredis.Redis:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 86400, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, ttl_s: int = 86400, prefix: str = PREFIX, usage_prefix: str = USAGE_PREFIX
+    ) -> None:
         self._redis = client
         self._ttl_s = ttl_s
         self._prefix = prefix
+        self._usage_prefix = usage_prefix
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
@@ -96,6 +100,23 @@ class RedisStore:
                 name = key.decode() if isinstance(key, bytes) else key
                 out[name[len(self._prefix) :]] = decode(raw)
         return out
+
+    async def add(self, counts: Sequence[tuple[str, int]], ttl_s: int) -> list[int]:
+        """INCRBY and EXPIRE of each counter in one MULTI/EXEC: one round trip."""
+        if not counts:
+            return []
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key, n in counts:
+                pipe.incrby(self._usage_prefix + key, n)
+                pipe.expire(self._usage_prefix + key, ttl_s)
+            done = await pipe.execute()
+        return [int(v) for v in done[::2]]
+
+    async def counts(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        raw = await self._redis.mget([self._usage_prefix + k for k in keys])
+        return [int(r) if r is not None else 0 for r in raw]
 
     @property
     def channel(self) -> str:

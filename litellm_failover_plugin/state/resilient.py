@@ -149,6 +149,16 @@ class ResilientStore:
         result = await self._try(self._primary.items)
         return result if result is not None else await self._local.items()
 
+    async def add(self, counts: Sequence[tuple[str, int]], ttl_s: int) -> list[int]:
+        """While the primary is down, each replica counts its own calls (a shared limit may be
+        overshot by the replicas' count; the counters are not written back: they expire soon)."""
+        result = await self._try(lambda: self._primary.add(counts, ttl_s))
+        return result if result is not None else await self._local.add(counts, ttl_s)
+
+    async def counts(self, keys: Sequence[str]) -> list[int]:
+        result = await self._try(lambda: self._primary.counts(keys))
+        return result if result is not None else await self._local.counts(keys)
+
     async def publish_recovery(self, id: str) -> None:
         await self._try(lambda: self._primary.publish_recovery(id))
 

@@ -32,7 +32,7 @@ async def stores(request: pytest.FixtureRequest, redis_server: RedisServer) -> A
         yield [one, one]
         return
     prefix = "test:" + "".join(c if c.isalnum() else "_" for c in request.node.name) + ":"
-    made = [RedisStore.from_url(redis_server.url, prefix=prefix) for _ in range(2)]
+    made = [RedisStore.from_url(redis_server.url, prefix=prefix, usage_prefix="usage:" + prefix) for _ in range(2)]
     yield list(made)
     for s in made:
         await s.aclose()
@@ -174,3 +174,49 @@ async def test_a_frozen_redis_costs_one_bounded_wait_then_none(redis_server: Red
     assert await other.get_many(["x", "y"]) == [opened(7.0), replace(CLOSED, failures=50)]
     await other.aclose()
     await store.aclose()
+
+
+async def test_counters_add_in_one_step_and_read_back(stores: list[StateStore]) -> None:
+    """Rate limits' counters (limits.py): INCRBY-like adds, shared by every handle; a missing
+    counter is 0; a counter never shows up as a breaker."""
+    assert await stores[0].counts(["a:1:rpm", "a:1:tpm"]) == [0, 0]
+    assert await stores[0].add([("a:1:rpm", 1), ("a:1:tpm", 0)], 120) == [1, 0]
+    assert await stores[1].add([("a:1:rpm", 1), ("a:1:tpm", 8)], 120) == [2, 8]
+    assert await stores[0].add([("a:1:rpm", -1)], 120) == [1]
+    assert await stores[1].counts(["a:1:rpm", "x", "a:1:tpm"]) == [1, 0, 8]
+    assert await stores[0].add([], 120) == [] and await stores[0].counts([]) == []
+    assert await stores[1].items() == {}
+
+
+async def test_concurrent_reservations_are_counted_once_each(stores: list[StateStore]) -> None:
+    got = await asyncio.gather(*(stores[i % 2].add([("k:rpm", 1)], 120) for i in range(50)))
+    assert sorted(v for [v] in got) == list(range(1, 51))
+
+
+async def test_counters_expire(redis_server: RedisServer) -> None:
+    now = [100.0]
+    memory = MemoryStore(clock=lambda: now[0])
+    await memory.add([("k", 3)], 120)
+    now[0] += 119
+    assert await memory.counts(["k"]) == [3]
+    now[0] += 1
+    assert await memory.counts(["k"]) == [0]
+    assert await memory.add([("k", 1)], 120) == [1]
+    redis = RedisStore.from_url(redis_server.url, usage_prefix="test:expire:")
+    try:
+        await redis.add([("k", 3)], 120)
+        assert 0 < await redis._redis.ttl("test:expire:k") <= 120
+    finally:
+        await redis.aclose()
+
+
+async def test_counters_while_redis_is_down_are_this_replicas(redis_server: RedisServer) -> None:
+    store = ResilientStore(RedisStore.from_url(redis_server.url, usage_prefix="test:down:", timeout_s=0.2))
+    assert await store.add([("k", 2)], 120) == [2]
+    redis_server.stop()
+    try:
+        assert await store.add([("k", 1)], 120) == [1]  # counted locally: the shared count is out of reach
+        assert await store.counts(["k"]) == [1]
+    finally:
+        redis_server.start()
+        await store.aclose()

@@ -44,3 +44,10 @@ def test_rows_from_redis_with_only_breaker_fields_render() -> None:
 def test_route_filter() -> None:
     assert _only([LONG, SHORT], "r") == [SHORT]
     assert _only([LONG, SHORT], None) == [LONG, SHORT]
+
+
+def test_a_keys_use_of_its_rate_limits_is_on_the_line_under_it() -> None:
+    row = {**SHORT, "limits": "rpm 2/2 tpm 150/1000"}
+    text = render_table("t", [row, SHORT], 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "rpm 2/2 tpm 150/1000" in text
