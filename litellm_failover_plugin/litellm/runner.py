@@ -33,7 +33,7 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, rank
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
-from . import adapter
+from . import adapter, fallbacks
 from .keyhealth import KeyHealth
 from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, local_failure, priority, record
 from .replies import command_reply
@@ -135,21 +135,30 @@ class FailoverRunner(KeyHealth):
         if reply is not None:  # a `!/` command was carried out before routing: answer, no upstream call
             return reply
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
-        if plan is None:
-            return await self._original(*args, **kwargs)
+        if plan is not None and adapter.repicks(kwargs):  # LiteLLM picking again inside a route it just walked
+            raise adapter.walked_already(plan.name)
+        call = self._original(*args, **kwargs) if plan is None else self._route(plan, args, kwargs)
+        return await fallbacks.observed(str(kwargs.get("model")), call)  # noted when a route's fallback hop
+
+    async def _route(self, plan: RoutePlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Walk the route; when it fails, LiteLLM's fallbacks (fallbacks.py) run after it."""
         first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
         if self.restore is not None and not self.router.has_model_id(first):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
             self.restore()
         generation = self.generations.start()
         result = "error"
+        as_called = dict(kwargs)  # run() drops the router's fallback settings; LiteLLM's fallbacks need them
         try:
-            response = await self.run(plan, args, kwargs)
-            result = "success"
-            return response
-        except ProxyFailoverExhausted:
-            result = "exhausted"
-            raise
+            try:
+                response = await self.run(plan, args, kwargs)
+                result = "success"
+                return response
+            except Exception as e:  # the queue, if any, has given up: LiteLLM's fallbacks, if any, come next
+                result = "exhausted" if isinstance(e, ProxyFailoverExhausted) else "error"
+                response = await fallbacks.after_route(self.router, e, args, as_called)
+                result = "fallback"
+                return response
         except asyncio.CancelledError:
             result = "cancelled"
             raise
