@@ -52,7 +52,8 @@ def headers(response: Any) -> dict[str, str]:
 async def test_route_exhausted_falls_back_to_a_model(upstream: FakeUpstream) -> None:
     router = make_router(upstream, fallbacks=[{"chat": ["plain"]}], num_retries=2)
     upstream.set(**{KEYS["a1"]: Behavior(503), KEYS["b1"]: Behavior(503)})
-    response = await router.acompletion(model="chat", messages=MESSAGES)
+    metadata: dict[str, Any] = {}
+    response = await router.acompletion(model="chat", messages=MESSAGES, metadata=metadata)
     # each route attempt one call (no LiteLLM retries on top), then the fallback
     assert called(upstream) == ["a1:gpt-x", "b1:gpt-y", "sk-plain:plain"]
     assert headers(response) == {
@@ -64,6 +65,10 @@ async def test_route_exhausted_falls_back_to_a_model(upstream: FakeUpstream) -> 
         "x-failover-fallback": "plain",
     }
     assert response._hidden_params["additional_headers"]["x-litellm-attempted-fallbacks"] == 1
+    info = metadata["failover"]  # where the proxy's hooks and callbacks read it
+    assert [(a["key"], a["outcome"]) for a in info["attempts"]] == [("a1", "failed_over"), ("b1", "failed_over")]
+    assert info["fallback"] == {"served": "plain", "failed": []}
+    assert info["headers"]["x-failover-fallback"] == "plain"
 
 
 async def test_disable_fallbacks_and_no_fallback_configured(upstream: FakeUpstream) -> None:
@@ -191,3 +196,25 @@ async def test_order_based_fallbacks_do_not_walk_a_route_again(upstream: FakeUps
     response = await router.acompletion(model="chat", messages=MESSAGES)
     assert called(upstream) == ["a1:gpt-x", "a1:gpt-y", "sk-plain:plain"]
     assert headers(response)["x-failover-fallback"] == "plain"
+
+
+async def test_requests_served_by_a_fallback_are_counted_apart(upstream: FakeUpstream) -> None:
+    from litellm_failover_plugin.instrumentation import Event, RequestDone
+    from litellm_failover_plugin.litellm.install import installed_runner
+
+    router = make_router(upstream, fallbacks=[{"chat": ["plain"]}, {"spare": ["other"]}])
+    runner = installed_runner(router)
+    assert runner is not None
+    events: list[Event] = []
+    runner.hooks = (events.append,)
+    upstream.set(**{KEYS["a1"]: Behavior(503), KEYS["b1"]: Behavior(503)})
+    await router.acompletion(model="chat", messages=MESSAGES)  # served by plain
+    upstream.set(Behavior(503), **{"sk-other": Behavior()})
+    with pytest.raises(FailoverExhausted):
+        await router.acompletion(model="chat", messages=MESSAGES)  # plain is down too: the route's error
+    await router.acompletion(model="spare", messages=MESSAGES)  # served by other
+    assert [e for e in events if isinstance(e, RequestDone)] == [
+        RequestDone("chat", "fallback"),
+        RequestDone("chat", "exhausted"),
+        RequestDone("spare", "fallback"),
+    ]
