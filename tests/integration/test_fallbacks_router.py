@@ -115,6 +115,15 @@ async def test_context_window_error_goes_to_context_window_fallbacks(upstream: F
     assert headers(response)["x-failover-key"] == "a1"
 
 
+async def test_content_policy_error_goes_to_content_policy_fallbacks(upstream: FakeUpstream) -> None:
+    router = make_router(upstream, fallbacks=[{"chat": ["plain"]}], content_policy_fallbacks=[{"chat": ["other"]}])
+    refused = Behavior(400, message="Request rejected: content_policy_violation", error_type="invalid_request_error")
+    upstream.set(**{KEYS["a1"]: refused})
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    assert called(upstream) == ["a1:gpt-x", "sk-other:other"]
+    assert headers(response)["x-failover-fallback"] == "other"
+
+
 async def test_fallback_that_fails_too_keeps_the_routes_error(upstream: FakeUpstream) -> None:
     router = make_router(upstream, fallbacks=[{"chat": ["plain", "other"]}])
     upstream.set(Behavior(503), **{"sk-other": Behavior(429)})
