@@ -35,7 +35,8 @@ class AttemptMade:
 @dataclass(frozen=True, slots=True)
 class RequestDone:
     """A request for a route ended: success, exhausted (every candidate tried or skipped),
-    error (an upstream error handed back as is, or the client's own) or cancelled."""
+    error (an upstream error handed back as is, or the client's own), fallback (the route
+    failed and a LiteLLM fallback served) or cancelled."""
 
     route: str
     result: str

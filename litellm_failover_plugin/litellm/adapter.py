@@ -34,6 +34,7 @@ log = logging.getLogger("litellm_failover_plugin")
 SUPPORTED = ">=1.102.4,<1.107"  # pyproject.toml's requirement; the README lists what was run
 TESTED = ("1.102.4", "1.104.0", "1.106.12")
 FALLBACKS = "async_function_with_fallbacks"  # the Router method every async call goes through
+AFTER_RETRIES = "async_function_with_fallbacks_common_utils"  # its fallback step, after its retries
 
 # Router-level retry and fallback settings: a route attempt is exactly one upstream call.
 ROUTER_ONLY_KWARGS = (
@@ -115,6 +116,25 @@ def _fallbacks() -> str | None:
         if FALLBACKS not in src or "original_function" not in src:
             return f"Router.{entry} no longer calls {FALLBACKS}(original_function=...)"
     return _method(router, "function_with_fallbacks", is_async=False, params=("kwargs",))
+
+
+def _fallback_step() -> str | None:
+    """LiteLLM's fallbacks run after a route as after any model group's retries: its own step
+    `async_function_with_fallbacks_common_utils(e, ...)` picks the fallbacks, and each hop calls
+    router.async_function_with_fallbacks again (the shadowed method: a hop may be a route)."""
+    from litellm.router_utils import fallback_event_handlers as handlers
+
+    lists = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+    params = ("e", "disable_fallbacks", *lists, "model_group", "args", "kwargs", "include_fallback_errors")
+    problem = _method(Router, AFTER_RETRIES, is_async=True, params=params)
+    if problem:
+        return problem
+    src = _source(getattr(Router, FALLBACKS, None))
+    if not all(w in src for w in (AFTER_RETRIES, 'kwargs.pop("disable_fallbacks"', *(f"self.{n}" for n in lists))):
+        return f"Router.{FALLBACKS} no longer hands its error and fallback settings to {AFTER_RETRIES}"
+    if "litellm_router.async_function_with_fallbacks(" not in _source(getattr(handlers, "run_async_fallback", None)):
+        return "run_async_fallback no longer calls router.async_function_with_fallbacks for a hop"
+    return None
 
 
 def _response_headers() -> str | None:
@@ -223,6 +243,7 @@ def _app_middleware() -> str | None:
 
 HOOKS = (
     Hook("Router.async_function_with_fallbacks (shadowed)", False, _fallbacks),
+    Hook("Router.async_function_with_fallbacks_common_utils (fallbacks after a route)", False, _fallback_step),
     Hook("Router.set_response_headers", False, _response_headers),
     Hook("stream wrapper", False, _stream_wrapper),
     Hook("cooldown cache", False, _cooldown_cache),
@@ -280,6 +301,44 @@ def shadowing(router: Any) -> Any:
 
 def unshadow(router: Router) -> None:
     router.__dict__.pop(FALLBACKS, None)
+
+
+async def fallbacks_after(router: Router, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What Router.async_function_with_fallbacks does once its retries failed with `error`: LiteLLM's
+    own fallback rules pick the next model groups (or re-raise `error`). `kwargs`: the call's, as
+    the route got them (router-only settings included)."""
+    disable = kwargs.pop("disable_fallbacks", False)
+    kwargs.pop("mock_timeout", None)
+    return await getattr(router, AFTER_RETRIES)(
+        e=error,
+        disable_fallbacks=disable,
+        fallbacks=kwargs.get("fallbacks", router.fallbacks),
+        context_window_fallbacks=kwargs.get("context_window_fallbacks", router.context_window_fallbacks),
+        content_policy_fallbacks=kwargs.get("content_policy_fallbacks", router.content_policy_fallbacks),
+        model_group=kwargs.get("model"),
+        args=args,
+        kwargs=kwargs,
+        include_fallback_errors=kwargs.get("include_fallback_errors", False) is True,
+    )
+
+
+# a hop that picks again inside the group that just failed: weighted failover, order-based fallbacks
+_REPICK_KWARGS = ("_excluded_deployment_ids", "_target_order")
+
+
+def repicks(kwargs: dict[str, Any]) -> bool:
+    """Whether LiteLLM's fallback hop is another pick inside the same group (for a route: its
+    walk already tried every candidate, so it gets `walked_already`)."""
+    return any(kwargs.get(name) is not None for name in _REPICK_KWARGS)
+
+
+def walked_already(route: str) -> Exception:
+    """An APIError: LiteLLM's weighted failover then goes on to the regular fallbacks."""
+    from litellm.exceptions import ServiceUnavailableError
+
+    return ServiceUnavailableError(
+        message=f"failover route {route!r} already tried every candidate for this request", model=route, llm_provider=""
+    )
 
 
 async def set_response_headers(router: Router, response: Any, model_group: str, request_kwargs: dict[str, Any]) -> Any:

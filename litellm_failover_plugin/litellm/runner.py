@@ -33,7 +33,7 @@ from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
 from ..scoring import Stats, Weights, rank
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
-from . import adapter, failure_log
+from . import adapter, failure_log, fallbacks
 from .clients import ClientLeft
 from .keyhealth import KeyHealth
 from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, local_failure, priority, record
@@ -137,8 +137,13 @@ class FailoverRunner(KeyHealth):
         if reply is not None:  # a `!/` command was carried out before routing: answer, no upstream call
             return reply
         plan = self.plans.get(kwargs.get("model"))  # type: ignore[arg-type]
-        if plan is None:
-            return await self._original(*args, **kwargs)
+        if plan is not None and adapter.repicks(kwargs):  # LiteLLM picking again inside a route it just walked
+            raise adapter.walked_already(plan.name)
+        call = self._original(*args, **kwargs) if plan is None else self._route(plan, args, kwargs)
+        return await fallbacks.observed(str(kwargs.get("model")), call)  # noted when a route's fallback hop
+
+    async def _route(self, plan: RoutePlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Walk the route; when it fails, LiteLLM's fallbacks (fallbacks.py) run after it."""
         if self.gate is not None:  # the proxy's first-request checks (selfcheck.py)
             self.gate(kwargs)
         first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
@@ -148,13 +153,19 @@ class FailoverRunner(KeyHealth):
         generation = self.generations.start()
         failures = failure_log.begin(self.router)  # a failed attempt is logged only if it is the outcome
         result = "error"
+        as_called = dict(kwargs)  # run() drops the router's fallback settings; LiteLLM's fallbacks need them
         try:
-            response = await self.run(plan, args, kwargs)
-            result = "success"
-            return response
-        except ProxyFailoverExhausted:
-            result = "exhausted"
-            raise
+            try:
+                response = await self.run(plan, args, kwargs)
+                result = "success"
+                return response
+            except ClientLeft:
+                raise
+            except Exception as e:  # the queue, if any, has given up: LiteLLM's fallbacks, if any, come next
+                result = "exhausted" if isinstance(e, ProxyFailoverExhausted) else "error"
+                response = await fallbacks.after_route(self.router, e, args, as_called)
+                result = "fallback"
+                return response
         except (asyncio.CancelledError, ClientLeft):
             result = "cancelled"
             raise

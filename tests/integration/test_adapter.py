@@ -56,6 +56,30 @@ def test_a_moved_router_hook_refuses_routes(monkeypatch: pytest.MonkeyPatch) -> 
     assert adapter.shadowing(router) is None
 
 
+def test_a_moved_fallback_step_refuses_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's fallbacks run after a route through the router's own fallback step."""
+
+    async def async_function_with_fallbacks_common_utils(self: Any, e: Exception, kwargs: dict[str, Any]) -> Any:
+        raise e  # fewer params: the step changed
+
+    monkeypatch.setattr(litellm.Router, adapter.AFTER_RETRIES, async_function_with_fallbacks_common_utils)
+    with pytest.raises(UnsupportedLiteLLM) as exc:
+        attach(litellm.Router(model_list=[]), SETTINGS)
+    refused(exc, "Router.async_function_with_fallbacks_common_utils (fallbacks after a route)")
+
+
+def test_fallback_hops_that_bypass_the_router_method_refuse_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.router_utils import fallback_event_handlers
+
+    async def run_async_fallback(*args: Any, **kwargs: Any) -> Any:
+        return None  # a hop that no longer enters router.async_function_with_fallbacks
+
+    monkeypatch.setattr(fallback_event_handlers, "run_async_fallback", run_async_fallback)
+    with pytest.raises(UnsupportedLiteLLM) as exc:
+        attach(litellm.Router(model_list=[]), SETTINGS)
+    refused(exc, "Router.async_function_with_fallbacks_common_utils (fallbacks after a route)")
+
+
 def test_a_stream_wrapper_without_its_generator_refuses_routes(monkeypatch: pytest.MonkeyPatch) -> None:
     async def _acompletion_streaming_iterator(self: Any, model_response: Any, *args: Any, **kwargs: Any) -> Any:
         return model_response
