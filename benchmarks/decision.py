@@ -62,7 +62,8 @@ async def _real_us(plan: RoutePlan, store: Any, rounds: int) -> list[float]:
     import litellm
 
     from litellm_failover_plugin.breaker import Breaker, State
-    from litellm_failover_plugin.litellm.runner import FailoverRunner, Snapshot
+    from litellm_failover_plugin.decisions import Snapshot
+    from litellm_failover_plugin.litellm.runner import FailoverRunner
 
     section: dict[str, Any] = {
         "backends": {

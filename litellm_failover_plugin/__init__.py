@@ -17,7 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .conditions import Conditions, Failure, Kind
-from .config import ConfigError, FailoverSettings, load_settings, parse_settings
+from .config import ConfigError, FailoverSettings, parse_settings
+from .configfile import load_settings
 from .errors import FailoverExhausted
 from .policies import POLICIES
 from .routing import FailoverRun, RoutePlan, compile_routes

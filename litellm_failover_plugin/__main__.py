@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any
 
-from .config import ConfigError, FailoverSettings, load_settings
+from .config import ConfigError, FailoverSettings
+from .configfile import load_settings
 from .routing import compile_routes
 
 

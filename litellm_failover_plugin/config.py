@@ -11,11 +11,8 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,6 +29,7 @@ from pydantic import (
 from .breaker import BreakerConfig
 from .conditions import DEFAULT_FALLBACK, Conditions
 from .policies import POLICIES
+from .retries import RetryPolicy
 
 SECTION = "failover_settings"
 ENV_PREFIX = "os.environ/"
@@ -109,6 +107,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+_BREAKER = BreakerConfig()  # the defaults live with the code that uses them
+_RETRY = RetryPolicy()
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
 
@@ -282,9 +282,9 @@ class Defaults(_Model):
 class RetrySettings(_Model):
     """Backoff for same-candidate retries (see retries.py)."""
 
-    base_s: float = Field(0.25, gt=0, le=3600)
-    max_wait_s: float = Field(5.0, gt=0, le=DAY_S)
-    max_total_s: float = Field(15.0, gt=0, le=DAY_S)
+    base_s: float = Field(_RETRY.base_s, gt=0, le=3600)
+    max_wait_s: float = Field(_RETRY.max_wait_s, gt=0, le=DAY_S)
+    max_total_s: float = Field(_RETRY.max_total_s, gt=0, le=DAY_S)
 
 
 class RetryBudgetSettings(_Model):
@@ -299,18 +299,18 @@ class BreakerSettings(_Model):
     """Circuit breaker per deployment (backend, model, key). See breaker.py."""
 
     enabled: bool = True
-    failure_threshold: int = Field(3, ge=1, le=1_000_000)
-    failure_rate: float | None = Field(None, gt=0, le=1)
-    window_s: float = Field(30.0, gt=0, le=WEEK_S)
-    min_requests: int = Field(10, ge=1, le=1_000_000)
-    cooldown_s: float = Field(10.0, gt=0, le=WEEK_S)
-    max_cooldown_s: float = Field(300.0, gt=0, le=WEEK_S)
-    cooldown_multiplier: float = Field(2.0, ge=1, le=100)
-    probe_timeout_s: float = Field(30.0, gt=0, le=DAY_S)
-    quota_park_s: float = Field(60.0, gt=0, le=WEEK_S)
+    failure_threshold: int = Field(_BREAKER.failure_threshold, ge=1, le=1_000_000)
+    failure_rate: float | None = Field(_BREAKER.failure_rate, gt=0, le=1)
+    window_s: float = Field(_BREAKER.window_s, gt=0, le=WEEK_S)
+    min_requests: int = Field(_BREAKER.min_requests, ge=1, le=1_000_000)
+    cooldown_s: float = Field(_BREAKER.cooldown_s, gt=0, le=WEEK_S)
+    max_cooldown_s: float = Field(_BREAKER.max_cooldown_s, gt=0, le=WEEK_S)
+    cooldown_multiplier: float = Field(_BREAKER.cooldown_multiplier, ge=1, le=100)
+    probe_timeout_s: float = Field(_BREAKER.probe_timeout_s, gt=0, le=DAY_S)
+    quota_park_s: float = Field(_BREAKER.quota_park_s, gt=0, le=WEEK_S)
     # while a key's last call failed (no success since): at most this many calls in flight to it
     # in this process; the others move on without calling it (skipped_busy). 0: no limit
-    max_in_flight_while_failing: int = Field(2, ge=0, le=1_000_000)
+    max_in_flight_while_failing: int = Field(_BREAKER.max_in_flight_while_failing, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _caps(self) -> BreakerSettings:
@@ -444,91 +444,3 @@ def parse_settings(section: Any) -> FailoverSettings:
         return FailoverSettings.model_validate(dict(section))
     except ValidationError as e:
         raise ConfigError(_format(e)) from None
-
-
-def _redis_from_router_settings(document: Mapping[str, Any]) -> str | None:
-    """LiteLLM's own Redis settings, so users configure Redis once."""
-    router = document.get("router_settings") or {}
-    if not isinstance(router, Mapping) or not router.get("redis_host"):
-        return None
-    host = resolve_secret(str(router["redis_host"]))
-    port = resolve_secret(str(router.get("redis_port", 6379)))
-    password = router.get("redis_password")
-    auth = f":{quote(resolve_secret(str(password)), safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
-
-
-def load_section(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The raw `failover_settings` mapping of a LiteLLM config.yaml, with LiteLLM's own Redis
-    settings filled in as `redis_url` when the section names none. Not validated yet."""
-    try:
-        text = Path(path).read_text()
-        document = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
-    if not isinstance(document, Mapping) or SECTION not in document:
-        raise ConfigError(f"{path} has no {SECTION}: section")
-    section = document[SECTION]
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{SECTION} must be a mapping, got {type(section).__name__}")
-    section = dict(section)
-    problems = duplicate_keys(text) + _clashes(document, section)
-    if problems:
-        raise ConfigError("invalid failover_settings:\n  " + "\n  ".join(problems))
-    if section.get("redis_url") is None:
-        try:
-            url = _redis_from_router_settings(document)
-        except ValueError as e:
-            raise ConfigError(f"router_settings: {e}") from None
-        if url is not None:
-            section["redis_url"] = url
-    return section
-
-
-def duplicate_keys(text: str) -> list[str]:
-    """Keys written twice in the same mapping of failover_settings (YAML keeps the last one, silently)."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return []
-    section = None
-    if isinstance(root, yaml.MappingNode):
-        section = next((v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == SECTION), None)
-    out: list[str] = []
-
-    def walk(node: yaml.Node, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in node.value:
-                key = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
-                if key in seen:
-                    out.append(f"{path}.{key}: written twice (line {k.start_mark.line + 1}); YAML would keep only the last")
-                seen.add(key)
-                walk(v, f"{path}.{key}")
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{path}.{i}")
-
-    if section is not None:
-        walk(section, SECTION)
-    return out
-
-
-def _clashes(document: Mapping[str, Any], section: Mapping[str, Any]) -> list[str]:
-    """A route named like a model_list entry would take every request of that name."""
-    models = document.get("model_list") or []
-    names = {str(m.get("model_name")) for m in models if isinstance(m, Mapping)} if isinstance(models, list) else set()
-    routes = section.get("routes") or {}
-    if not isinstance(routes, Mapping):
-        return []
-    return [
-        f"{SECTION}.routes.{name}: {name!r} is also a model_name in model_list; give the route or the model another name"
-        for name in routes
-        if str(name) in names
-    ]
-
-
-def load_settings(path: str | os.PathLike[str]) -> FailoverSettings:
-    """Read `failover_settings` from a LiteLLM config.yaml (and LiteLLM's Redis settings)."""
-    return parse_settings(load_section(path))
-

@@ -32,6 +32,18 @@ SUPPORTED = ">=1.102.4,<1.107"  # pyproject.toml's requirement; the README lists
 TESTED = ("1.102.4", "1.104.0", "1.106.12")
 FALLBACKS = "async_function_with_fallbacks"  # the Router method every async call goes through
 
+# Router-level retry and fallback settings: a route attempt is exactly one upstream call.
+ROUTER_ONLY_KWARGS = (
+    "original_function",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "num_retries",
+    "model_group_retry_policy",
+    "disable_fallbacks",
+    "include_fallback_errors",
+)
+
 
 def litellm_version() -> str:
     return version("litellm")

@@ -31,7 +31,7 @@ async def route_health(runner: FailoverRunner) -> dict[str, Any]:
     """{route: its candidates' availability}; `ok` false when none may be called."""
     out: dict[str, Any] = {}
     for name, plan in runner.plans.items():
-        snap = await runner._snapshot(plan)
+        snap = await runner._snapshot(plan.candidates)
         callable_, down = [], {}
         for c in plan.candidates:
             label = f"{c.element}/{c.key}"

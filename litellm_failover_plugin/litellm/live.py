@@ -25,7 +25,8 @@ from litellm.router import Router
 from redis.exceptions import RedisError
 
 from ..commands import Access, Command, CommandError, Result, execute
-from ..config import ConfigError, FailoverSettings, load_section, parse_settings
+from ..config import ConfigError, FailoverSettings, parse_settings
+from ..configfile import load_section
 from ..routetable import Catalog, Change, Overlay, RouteEditError, effective_routes, element_names, policy_of
 from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore
 from .install import foreign_model_names, update

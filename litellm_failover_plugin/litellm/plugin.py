@@ -24,7 +24,8 @@ from litellm.proxy._types import ProxyException
 from litellm.router import Router
 
 from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command_text, may_run, parse
-from ..config import ConfigError, FailoverSettings, load_section, parse_settings
+from ..config import ConfigError, FailoverSettings, parse_settings
+from ..configfile import load_section
 from ..requests import check_model, check_request
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
@@ -35,8 +36,9 @@ from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
 from .install import install, installed_runner
 from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
+from .outcome import PRIORITY_KEY
 from .replies import COMMAND_KEY, leave_reply
-from .runner import PRIORITY_KEY, FailoverRunner
+from .runner import FailoverRunner
 from .status import status_rows
 from .translate import METADATA_KEY, check_providers
 
@@ -435,7 +437,7 @@ def attach(
     `settings` is a FailoverSettings, the `failover_settings` mapping, or a config.yaml path.
     Afterwards `await router.acompletion(model="<route>", ...)` fails over like the proxy does.
     """
-    from ..config import load_settings
+    from ..configfile import load_settings
 
     if isinstance(settings, dict):
         settings = parse_settings(settings)

@@ -47,7 +47,8 @@ from . import adapter
 from .translate import Redactor, _chain, classify
 
 if TYPE_CHECKING:
-    from .runner import FailoverRunner, Snapshot
+    from ..decisions import Snapshot
+    from .runner import FailoverRunner
 
 log = logging.getLogger("litellm_failover_plugin")
 

@@ -204,3 +204,15 @@ def response_headers(route: str, served: Candidate | None, calls: int) -> dict[s
         f"{HEADER_PREFIX}key": served.key if served else "none",
         f"{HEADER_PREFIX}attempts": str(calls),
     }
+
+
+def cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:
+    """Price of one token (input + output): the element's own, else LiteLLM's cost map."""
+    element = settings.routes[c.route].elements[c.element_index]
+    if element.cost_per_token is not None:
+        return element.cost_per_token
+    provider = settings.backends[c.backend].provider
+    info = litellm.model_cost.get(f"{provider}/{c.model}") or litellm.model_cost.get(c.model) or {}
+    prices = [info.get("input_cost_per_token"), info.get("output_cost_per_token")]
+    known = [float(p) for p in prices if isinstance(p, (int, float))]
+    return sum(known) if known else None

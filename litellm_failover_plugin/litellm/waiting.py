@@ -14,10 +14,10 @@ import contextlib
 import logging
 import statistics
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..config import QueueSettings
+from ..config import FailoverSettings, QueueSettings
 from ..queue import Ticket, WaitQueue
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -115,3 +115,18 @@ class RouteWaiter:
             "wait_p50_s": round(q[49], 2) if q else (round(waits[0], 2) if waits else None),
             "wait_p99_s": round(q[98], 2) if q else (round(waits[0], 2) if waits else None),
         }
+
+
+def waiters_for(
+    settings: FailoverSettings, routes: Iterable[str], current: Mapping[str, RouteWaiter], clock: Callable[[], float]
+) -> dict[str, RouteWaiter]:
+    """The queues of `routes` that have one; a queue whose settings stay keeps the requests
+    waiting in it."""
+    out: dict[str, RouteWaiter] = {}
+    for name in routes:
+        q = settings.queue_for(name)
+        if q is None:
+            continue
+        kept = current.get(name)
+        out[name] = kept if kept is not None and kept.settings == q else RouteWaiter(name, q, clock)
+    return out

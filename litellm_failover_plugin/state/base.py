@@ -27,6 +27,11 @@ class StateStore(Protocol):
         """Every breaker that is not plainly closed (for the status view)."""
         ...
 
+    async def publish_recovery(self, id: str) -> None:
+        """Tell the other replicas sharing this store that a key is back, so their queues wake
+        at once (a no-op for a store nothing else shares)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

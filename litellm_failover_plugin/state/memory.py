@@ -30,5 +30,8 @@ class MemoryStore:
     async def items(self) -> dict[str, Breaker]:
         return dict(self._state)
 
+    async def publish_recovery(self, id: str) -> None:
+        return None  # one process: its own queues were woken already
+
     async def aclose(self) -> None:
         return None

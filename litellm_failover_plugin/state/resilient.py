@@ -150,9 +150,7 @@ class ResilientStore:
         return result if result is not None else await self._local.items()
 
     async def publish_recovery(self, id: str) -> None:
-        publish = getattr(self._primary, "publish_recovery", None)
-        if publish is not None:
-            await self._try(lambda: publish(id))
+        await self._try(lambda: self._primary.publish_recovery(id))
 
     @property
     def primary(self) -> SharedStore:

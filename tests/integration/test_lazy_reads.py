@@ -10,7 +10,8 @@ import litellm
 
 from litellm_failover_plugin import attach
 from litellm_failover_plugin.breaker import Breaker, State
-from litellm_failover_plugin.litellm.runner import FIRST_READ, FailoverRunner
+from litellm_failover_plugin.litellm.keyhealth import FIRST_READ
+from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.state import MemoryStore
 from litellm_failover_plugin.testing import FakeUpstream
 from tests.fixtures import backends

@@ -108,8 +108,10 @@ async def test_without_hooks_no_event_is_built(upstream: FakeUpstream, monkeypat
     def built(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("an event was built with no hook")
 
-    for cls in (AttemptMade, RequestDone, BreakerSeen, UpstreamLatency):
-        monkeypatch.setattr(f"litellm_failover_plugin.litellm.runner.{cls.__name__}", built)
+    where = {"runner": (AttemptMade, RequestDone, UpstreamLatency), "keyhealth": (BreakerSeen,)}
+    for module, classes in where.items():  # each event class where it is built
+        for cls in classes:
+            monkeypatch.setattr(f"litellm_failover_plugin.litellm.{module}.{cls.__name__}", built)
     upstream.set(**{"sk-a1": Behavior(500)})
     await router.acompletion(model="chat", messages=MESSAGES)
 

@@ -3,7 +3,8 @@ from typing import Any
 import pytest
 
 from litellm_failover_plugin.conditions import DEFAULT_FALLBACK, Conditions, Kind
-from litellm_failover_plugin.config import ConfigError, load_settings, parse_settings
+from litellm_failover_plugin.config import ConfigError, parse_settings
+from litellm_failover_plugin.configfile import load_settings
 
 
 def base(**routes: Any) -> dict[str, Any]:
