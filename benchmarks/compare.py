@@ -1,0 +1,277 @@
+"""The failover comparison: the plugin against plain LiteLLM (as configured by the seed, and with
+LiteLLM's best recovery settings), each proxy with its own primary and backup upstreams.
+
+- plugin: `litellm_settings.callbacks: litellm_failover_plugin.plugin`, route `chat` = m over
+  primary:model and backup:model, the default breaker, health checks every second and a queue;
+- plain: model groups `primary` and `backup` with `router_settings.fallbacks: [{primary: [backup]}]`;
+- plain-tuned: the same with LiteLLM's own recovery tools at their shortest: `cooldown_time: 1`,
+  `general_settings.background_health_checks: true`, `health_check_interval: 1` and
+  `enable_health_check_routing: true` (without it LiteLLM's background checks only fill the
+  /health view: `_write_health_state_to_router_cache` returns early; with it an unhealthy
+  deployment is filtered out of its group and put in cooldown for `cooldown_time` every round).
+All use `num_retries: 0` and `allowed_fails: 1`; plugin and plain `cooldown_time: 10` (the seed's).
+
+Phases per side: healthy throughput and throughput while the primary is down (interleaved
+rounds); the first request after the primary dies (sequential); recovery time after it returns;
+every upstream down for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from load import (
+    AUTH,
+    HOST,
+    MASTER_KEY,
+    Load,
+    Upstream,
+    load,
+    median_rps,
+    one_request,
+    pooled,
+    recovery_seconds,
+    refused_call_ms,
+    sequential_ms,
+)
+from rich.console import Console
+from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, ttft
+
+from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
+
+COOLDOWN_S = 10
+TUNED_COOLDOWN_S = 1  # LiteLLM's cooldown_time is whole seconds in practice; 1 is the shortest that still cools
+TUNED_HEALTH_INTERVAL_S = 1  # general_settings.health_check_interval is an int
+FULL_OUTAGE_S = 4.0  # shorter than the plugin's queue max_wait_s (20)
+FULL_OUTAGE_REQUESTS = 100
+STREAM_ROUTES = 9  # continue-mode routes over a primary key that cuts every stream (one breaker each: a model each)
+TTFT_REQUESTS = 200
+SIDES = ("plugin", "plain", "plain-tuned")
+
+
+def plugin_config(primary: Upstream, backup: Upstream, dead_port: int) -> dict[str, Any]:
+    keys = {"p1": "bench-key-p1"}
+    return {
+        "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
+        "router_settings": {"num_retries": 0, "allowed_fails": 1, "cooldown_time": COOLDOWN_S},
+        "failover_settings": {
+            "backends": {
+                "primary": {"provider": "openai", "api_base": primary.url, "api_keys": keys},
+                "dead": {"provider": "openai", "api_base": f"http://{HOST}:{dead_port}/v1", "api_keys": keys},
+                "backup": {"provider": "openai", "api_base": backup.url, "api_keys": {"b1": "bench-key-b1"}},
+                "flaky": {"provider": "openai", "api_base": primary.url, "api_keys": {"f1": "bench-key-f1"}},
+            },
+            "routes": {
+                # stream timeouts on: their timers are part of what stream_ttft_overhead_ms measures
+                "chat": {
+                    "policy": "m",
+                    "elements": ["primary:model", "backup:model"],
+                    "stream_timeouts": {"first_chunk_s": 30, "between_chunks_s": 30},
+                },
+                "chat-down": {"policy": "m", "elements": ["dead:model", "backup:model"]},
+                **{
+                    f"stream-cut-{i}": {"policy": "m", "mid_stream": "continue", "elements": [f"flaky:model-{i}", "backup:model"]}
+                    for i in range(STREAM_ROUTES)
+                },
+            },
+            # the plugin's defaults for the breaker; health checks every second; a queue
+            "health_checks": {"interval_s": 1, "timeout_s": 2},
+            "queue": {"max_wait_s": 20, "max_size": 500},
+        },
+    }
+
+
+def plain_config(primary: Upstream, backup: Upstream, dead_port: int, tuned: bool = False) -> dict[str, Any]:
+    def model(name: str, url: str, key: str) -> dict[str, Any]:
+        return {"model_name": name, "litellm_params": {"model": "openai/model", "api_base": url, "api_key": key}}
+
+    config: dict[str, Any] = {
+        "model_list": [
+            model("primary", primary.url, "bench-key-p1"),
+            model("dead", f"http://{HOST}:{dead_port}/v1", "bench-key-p1"),
+            model("backup", backup.url, "bench-key-b1"),
+        ],
+        "router_settings": {
+            "fallbacks": [{"primary": ["backup"]}, {"dead": ["backup"]}],
+            "num_retries": 0,
+            "allowed_fails": 1,
+            "cooldown_time": TUNED_COOLDOWN_S if tuned else COOLDOWN_S,
+        },
+    }
+    if tuned:
+        config["general_settings"] = {
+            "background_health_checks": True,
+            "health_check_interval": TUNED_HEALTH_INTERVAL_S,
+            "enable_health_check_routing": True,
+        }
+    return config
+
+
+@dataclass
+class Side:
+    """One proxy (plugin, plain or plain-tuned) with its own primary and backup upstreams."""
+
+    name: str
+    primary: Upstream
+    backup: Upstream
+    proxy: ProxyProcess
+    model: str  # served by the primary while it is up
+    down_model: str  # the same, over a primary that never answers
+    startup_s: float = 0.0
+    healthy: list[Load] = field(default_factory=list)
+    outage: list[Load] = field(default_factory=list)
+    first_failover_ms: list[float] = field(default_factory=list)
+    full_outage: tuple[int, int] = (0, 0)  # (succeeded, sent) while every upstream was down
+    recovery_s: list[float | None] = field(default_factory=list)
+    healthy_seq_ms: float = 0.0
+    refused_ms: float = 0.0
+    upstream_rps: float = 0.0
+    rss_mb: float | None = None
+    ttft_ms: list[float] = field(default_factory=list)
+    midstream_recovery_s: list[float] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, name: str) -> Side:
+        primary, backup = Upstream("primary"), Upstream("backup")
+        primary.start()
+        backup.start()
+        dead = free_port()
+        if name == "plugin":
+            proxy = ProxyProcess(plugin_config(primary, backup, dead), master_key=MASTER_KEY)
+            side = cls(name, primary, backup, proxy, "chat", "chat-down")
+        else:
+            config = plain_config(primary, backup, dead, tuned=name == "plain-tuned")
+            side = cls(name, primary, backup, ProxyProcess(config, master_key=MASTER_KEY), "primary", "dead")
+        t0 = time.perf_counter()
+        side.proxy.start()
+        side.startup_s = time.perf_counter() - t0
+        return side
+
+    @property
+    def url(self) -> str:
+        return f"{self.proxy.url}/v1/chat/completions"
+
+    def stop(self) -> None:
+        log = self.proxy.log_text()
+        self.proxy.close()
+        self.primary.stop()
+        self.backup.stop()
+        for secret in ("bench-key-p1", "bench-key-b1"):
+            assert secret not in log, f"an API key reached the {self.name} proxy log"
+
+    @property
+    def first_failover_overhead_ms(self) -> float:
+        return statistics.median(self.first_failover_ms) - self.healthy_seq_ms - self.refused_ms
+
+    @property
+    def median_recovery_s(self) -> float | None:
+        done = [r for r in self.recovery_s if r is not None]
+        return statistics.median(done) if done and len(done) == len(self.recovery_s) else None
+
+
+async def outage_cycles(side: Side, cycles: int, say: Console) -> None:
+    """The first request after the primary dies, and the time until it serves again once back."""
+    side.healthy_seq_ms = statistics.median(await sequential_ms(side.url, side.model, 20))
+    for cycle in range(cycles):
+        say.print(f"[{side.name}] outage {cycle + 1}/{cycles}: first request after the primary dies, then recovery")
+        side.primary.stop()
+        side.refused_ms = refused_call_ms(side.primary.port)
+        side.first_failover_ms.append((await sequential_ms(side.url, side.model, 1))[0])
+        await sequential_ms(side.url, side.model, 3)  # past allowed_fails: the primary is now cooling down
+        side.primary.start()
+        side.recovery_s.append(
+            await recovery_seconds(side.url, side.model, str(side.primary.port), limit_s=COOLDOWN_S * 3)
+        )
+
+
+async def full_outage(side: Side, outage_s: float, requests: int) -> tuple[int, int]:
+    """Every upstream down for `outage_s`; `requests` spread over it; how many still succeed."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        side.primary.stop()
+        side.backup.stop()
+        started = time.perf_counter()
+
+        async def one(i: int) -> bool:
+            await asyncio.sleep(i * outage_s / requests)
+            ok, _, _ = await one_request(session, side.url, side.model)
+            return ok
+
+        tasks = [asyncio.create_task(one(i)) for i in range(requests)]
+        await asyncio.sleep(max(0.0, outage_s - (time.perf_counter() - started)))
+        side.primary.start()
+        side.backup.start()
+        results = await asyncio.gather(*tasks)
+    return sum(results), requests
+
+
+async def compare(seconds: float, rounds: int, concurrency: int, cycles: int, say: Console) -> dict[str, Side]:
+    """Every proxy runs at once; load goes to one at a time.
+
+    Each round measures, back to back, every side healthy, then every side with its primary
+    down (the order rotates). On a shared machine the CPU speed drifts by tens of percent
+    within seconds; ratios taken inside a round, then the median over rounds, are what stays put.
+    """
+    sides: dict[str, Side] = {}
+    try:
+        for name in SIDES:
+            sides[name] = Side.start(name)
+        plugin, plain = sides["plugin"], sides["plain"]
+        say.print("proxies up; warming up (and letting the dead primaries cool down)")
+        for side in sides.values():
+            await load(side.url, side.model, 2, concurrency)
+            await load(side.url, side.down_model, 2, concurrency)
+            side.upstream_rps = (await load(f"{side.backup.url}/chat/completions", "model", 2, concurrency)).rps
+        steps = [(side, phase) for phase in ("healthy", "outage") for side in sides.values()]
+        for r in range(rounds):
+            say.print(f"round {r + 1}/{rounds}: {seconds:g}s each of healthy and primary-down load, {len(sides)} proxies")
+            for side, phase in steps[r % len(steps) :] + steps[: r % len(steps)]:
+                model = side.model if phase == "healthy" else side.down_model
+                getattr(side, phase).append(await load(side.url, model, seconds, concurrency))
+        say.print(f"[streams] time to first token, {TTFT_REQUESTS} streamed requests each, alternating")
+        plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS, AUTH)
+        say.print(f"[streams] a primary key that cuts every stream after {CUT_AFTER} tokens, continue mode")
+        control = {"by_key": {"bench-key-f1": {"fault": "cut", "fault_after": CUT_AFTER, "text": CUT_TEXT}}}
+        async with aiohttp.ClientSession() as s:
+            await s.post(f"http://{HOST}:{plugin.primary.port}/_control", json=control)
+        plugin.midstream_recovery_s = await midstream_recovery(plugin.url, [f"stream-cut-{i}" for i in range(STREAM_ROUTES)], AUTH)
+        for side in sides.values():
+            await outage_cycles(side, cycles, say)
+            side.rss_mb = side.proxy.rss_mb()
+        for side in sides.values():
+            say.print(f"[{side.name}] every upstream down for {FULL_OUTAGE_S:.0f}s, {FULL_OUTAGE_REQUESTS} requests")
+            side.full_outage = await full_outage(side, FULL_OUTAGE_S, FULL_OUTAGE_REQUESTS)
+        return sides
+    finally:
+        for side in sides.values():
+            side.stop()
+
+
+def side_results(s: Side) -> dict[str, Any]:
+    healthy, outage = pooled(s.healthy), pooled(s.outage)
+    return {
+        "healthy_rps": round(median_rps(s.healthy), 1),
+        "healthy_rps_rounds": [round(x.rps, 1) for x in s.healthy],
+        "healthy_p50_ms": round(healthy.pct(50), 1),
+        "healthy_p99_ms": round(healthy.pct(99), 1),
+        "healthy_errors": healthy.errors,
+        "outage_rps": round(median_rps(s.outage), 1),
+        "outage_rps_rounds": [round(x.rps, 1) for x in s.outage],
+        "outage_p50_ms": round(outage.pct(50), 1),
+        "outage_p99_ms": round(outage.pct(99), 1),
+        "outage_errors": outage.errors,
+        "first_failover_ms": [round(x, 2) for x in s.first_failover_ms],
+        "first_failover_overhead_ms": round(s.first_failover_overhead_ms, 2),
+        "recovery_s": [round(x, 2) if x is not None else None for x in s.recovery_s],
+        "median_recovery_s": round(s.median_recovery_s, 2) if s.median_recovery_s is not None else None,
+        "full_outage_success_rate": round(s.full_outage[0] / s.full_outage[1], 3) if s.full_outage[1] else None,
+        "sequential_healthy_ms": round(s.healthy_seq_ms, 2),
+        "refused_call_ms": round(s.refused_ms, 3),
+        "proxy_rss_mb": round(s.rss_mb, 1) if s.rss_mb else None,
+        "startup_s": round(s.startup_s, 1),
+        "upstream_alone_rps": round(s.upstream_rps, 1),
+    }

@@ -1,0 +1,222 @@
+"""The benchmark's JSON and its tables, from what the phases measured."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from typing import Any
+
+from compare import FULL_OUTAGE_REQUESTS, FULL_OUTAGE_S, TTFT_REQUESTS, Side, side_results
+from herd import HERD
+from load import paired, round_ratios
+from rich.console import Console
+from rich.table import Table
+from scale import BASE, ScaleSide
+from streams import CUT_AFTER, overhead_ms
+
+# (key, how to read it, threshold): each is met when the figure is >= (or <=) the threshold
+GOALS: list[tuple[str, str, float]] = [
+    ("healthy_ratio", ">=", 0.97),
+    ("outage_ratio", ">=", 0.95),
+    ("full_outage_success_rate", ">=", 1.0),
+    ("recovery_s", "<=", 2.0),
+    ("route_1000_ratio.memory", ">=", 0.97),
+    ("route_1000_ratio.redis", ">=", 0.97),
+    ("route_10000_ratio.memory", ">=", 0.9),
+    ("route_10000_ratio.redis", ">=", 0.9),
+    ("decision_us_p99.memory.max", "<", 50.0),
+    ("first_failover_overhead_ms", "<=", 5.0),
+    ("herd_failed_calls", "<=", 5),
+    ("stream_ttft_overhead_ms", "<=", 1.0),
+]
+
+
+def _get(results: dict[str, Any], path: str) -> float | None:
+    node: Any = results
+    for part in path.split("."):
+        if part == "max" and isinstance(node, dict):
+            node = max(node.values()) if node else None
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            return None
+    return node if isinstance(node, int | float) else None
+
+
+def goals(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, op, limit in GOALS:
+        value = _get(results, key)
+        met = None if value is None else {">=": value >= limit, "<=": value <= limit, "<": value < limit}[op]
+        out[key] = {"goal": f"{op} {limit:g}", "measured": value, "met": met}
+    return out
+
+
+def _r(x: float | None, digits: int = 2) -> float | None:
+    return round(x, digits) if x is not None else None
+
+
+def build(
+    sides: dict[str, Side],
+    scaled: dict[str, ScaleSide],
+    real: dict[str, dict[int, float]],
+    core: dict[str, dict[int, float]],
+    herd: dict[str, Any],
+    args: Any,
+) -> dict[str, Any]:
+    plugin, plain, tuned = sides["plugin"], sides["plain"], sides["plain-tuned"]
+    sizes = [n for n in next(iter(scaled.values())).sizes if n != BASE] if scaled else []
+    results: dict[str, Any] = {
+        "healthy_ratio": paired(plugin.healthy, plain.healthy),
+        "healthy_ratio_vs_tuned": paired(plugin.healthy, tuned.healthy),
+        "outage_ratio": paired(plugin.outage, plugin.healthy),
+        "native_outage_ratio": paired(plain.outage, plain.healthy),
+        "tuned_outage_ratio": paired(tuned.outage, tuned.healthy),
+        "full_outage_success_rate": round(plugin.full_outage[0] / plugin.full_outage[1], 3),
+        "native_full_outage_success_rate": round(plain.full_outage[0] / plain.full_outage[1], 3),
+        "tuned_full_outage_success_rate": round(tuned.full_outage[0] / tuned.full_outage[1], 3),
+        "recovery_s": _r(plugin.median_recovery_s),
+        "native_recovery_s": _r(plain.median_recovery_s),
+        "tuned_recovery_s": _r(tuned.median_recovery_s),
+        "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
+        "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
+        "tuned_first_failover_overhead_ms": round(tuned.first_failover_overhead_ms, 2),
+        **{f"route_{n}_ratio": {name: s.ratio(n) for name, s in scaled.items()} for n in sizes},
+        "decision_us_p99": {store: {str(n): us for n, us in by_size.items()} for store, by_size in real.items()},
+        "decision_core_us_p99": core["typical"],
+        "decision_worst_us_p99": core["worst"],
+        "herd_failed_calls": herd["herd_failed_calls"],
+        "herd": herd,
+        "stream_ttft_overhead_ms": round(overhead_ms(plugin.ttft_ms, plain.ttft_ms), 2),
+        "stream_ttft_p50_ms": {s.name: round(statistics.median(s.ttft_ms), 2) for s in (plugin, plain)},
+        "midstream_recovery_s": round(statistics.median(plugin.midstream_recovery_s), 3) if plugin.midstream_recovery_s else None,
+        "midstream_recovery_samples_s": [round(x, 3) for x in plugin.midstream_recovery_s],
+        "round_ratios": {
+            "healthy": round_ratios(plugin.healthy, plain.healthy),
+            "healthy_vs_tuned": round_ratios(plugin.healthy, tuned.healthy),
+            "outage": round_ratios(plugin.outage, plugin.healthy),
+            "native_outage": round_ratios(plain.outage, plain.healthy),
+            "tuned_outage": round_ratios(tuned.outage, tuned.healthy),
+        },
+        "sides": {s.name: side_results(s) for s in sides.values()},
+        "route_scale": {name: s.results() for name, s in scaled.items()},
+        "method": METHOD,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "litellm": _litellm_version(),
+            "concurrency": args.concurrency,
+            "seconds_per_round": args.seconds,
+            "rounds": args.rounds,
+            "scale_rounds": args.scale_rounds,
+        },
+    }
+    results["goals"] = goals(results)
+    results["goals_met"] = f"{sum(1 for g in results['goals'].values() if g['met'])} of {len(GOALS)}"
+    return results
+
+
+def _litellm_version() -> str:
+    from importlib.metadata import version
+
+    return version("litellm")
+
+
+METHOD = {
+    "recovery_s": "median over the cycles of: seconds from the primary's restart, right after it "
+    "entered a fresh cooldown, to the first request it serves (worst case for cooldown-based recovery)",
+    "ratios": "req/s of closed-loop load at the given concurrency; each ratio is the median over "
+    "rounds of the ratio inside one round (measured back to back), so machine drift cancels",
+    "outage": "primary down = a second route (plugin) or model group (plain) whose primary's port "
+    "has no listener, so every proxy sees connection refused, cools it down and retries it as usual",
+    "tuned": "plain-tuned: plain LiteLLM with cooldown_time 1, general_settings.background_health_checks, "
+    "health_check_interval 1 and enable_health_check_routing (the tuned_* figures and sides.plain-tuned)",
+    "full_outage_success_rate": f"{FULL_OUTAGE_REQUESTS} requests spread over {FULL_OUTAGE_S:g} s "
+    "during which both upstreams are stopped; share answered 200",
+    "first_failover_overhead_ms": "median latency of the first request after the primary dies, minus "
+    "the median healthy sequential latency, minus a refused connect to the dead port",
+    "route_N_ratio": "by proxy (memory: the plugin's memory store; redis: the plugin on a local redis-server; "
+    "plain: LiteLLM model groups): req/s on a route over N keys of one backend (policy k; plain: a model group "
+    "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, rounds rotating through the "
+    "sizes, median of the ratios inside a round; route_scale.<proxy>.startup_s: launch to the first answer "
+    "on the biggest route",
+    "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
+    "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
+    "decision_us_p99": "by store (memory; redis: a local redis-server) and route size: what FailoverRunner does "
+    "before a request's first upstream call (Snapshot, FailoverRun, the candidates' state read as the walk "
+    "reaches them: LiteLLM's cooldown lookup and the breaker store) up to the first candidate to call, with "
+    "the primary and 10% of the keys open; decision_core_us_p99 and decision_worst_us_p99: the pure core "
+    "alone (FailoverRun given every state), typical and worst case",
+    "herd_failed_calls": f"{HERD} requests sent together (in-process router) to a route whose primary "
+    "answers 503 after 0.2 s and has failed one call: every call the primary failed, that one included; "
+    "herd.at_death: the same with no failure seen yet (calls already started cannot be taken back); "
+    "without_herd_control: breaker.max_in_flight_while_failing 0, the plugin before herd control",
+    "midstream_recovery_s": f"continue mode, the primary cuts every stream after {CUT_AFTER} tokens: median "
+    "seconds from the last token before the cut to the next token on the client, one request per route",
+}
+
+
+def show(results: dict[str, Any], concurrency: int) -> None:
+    console = Console()
+    names = list(results["sides"])
+    table = Table(title=f"plugin vs plain LiteLLM ({os.cpu_count()} CPUs, concurrency {concurrency})")
+    for col in ("", *names):
+        table.add_column(col, justify="right" if col else "left")
+
+    def row(label: str, key: str, unit: str = "") -> None:
+        table.add_row(label, *(f"{results['sides'][n][key]}{unit}" for n in names))
+
+    row("healthy req/s", "healthy_rps")
+    row("healthy p50", "healthy_p50_ms", " ms")
+    row("healthy p99", "healthy_p99_ms", " ms")
+    row("primary down req/s", "outage_rps")
+    row("primary down p50", "outage_p50_ms", " ms")
+    row("primary down p99", "outage_p99_ms", " ms")
+    row("errors, healthy", "healthy_errors")
+    row("errors, primary down", "outage_errors")
+    table.add_row("outage / healthy", *(str(results[k]) for k in ("outage_ratio", "native_outage_ratio", "tuned_outage_ratio")))
+    row("first failover overhead", "first_failover_overhead_ms", " ms")
+    row(f"success, every upstream down {FULL_OUTAGE_S:.0f}s", "full_outage_success_rate")
+    row("recovery after primary returns (median)", "median_recovery_s", " s")
+    row("start-up", "startup_s", " s")
+    row("proxy memory (RSS)", "proxy_rss_mb", " MB")
+    console.print(table)
+
+    scale = results["route_scale"]
+    if scale:
+        sizes = list(next(iter(scale.values()))["rps"])
+        t = Table(title="req/s by route size, healthy, one proxy each (ratio to the 2-key route)")
+        for col in ("", *scale):
+            t.add_column(col, justify="right" if col else "left")
+        for n in sizes:
+            cells = []
+            for s in scale.values():
+                ratio = s["ratios"].get(n)
+                cells.append(f"{s['rps'][n]}" + (f" ({ratio}x)" if ratio is not None else ""))
+            t.add_row(f"{n} keys", *cells)
+        t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
+        t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))
+        console.print(t)
+    console.print(
+        f"healthy_ratio (plugin / plain) = {results['healthy_ratio']}   outage_ratio = {results['outage_ratio']}   "
+        f"native_outage_ratio = {results['native_outage_ratio']}   tuned_outage_ratio = {results['tuned_outage_ratio']}\n"
+        f"decision_us_p99 (runner + store) = {results['decision_us_p99']}\n"
+        f"pure core p99 = {results['decision_core_us_p99']} us   worst = {results['decision_worst_us_p99']} us\n"
+        f"herd_failed_calls = {results['herd_failed_calls']} of {HERD} "
+        f"(without herd control: {results['herd']['after_first_failure']['without_herd_control']})\n"
+        f"stream_ttft_overhead_ms = {results['stream_ttft_overhead_ms']} (p50 {results['stream_ttft_p50_ms']})   "
+        f"midstream_recovery_s = {results['midstream_recovery_s']}"
+    )
+    g = Table(title=f"goals met: {results['goals_met']}")
+    for col in ("figure", "goal", "measured", "met"):
+        g.add_column(col)
+    for key, v in results["goals"].items():
+        g.add_row(key, v["goal"], str(v["measured"]), {True: "yes", False: "NO", None: "-"}[v["met"]])
+    console.print(g)
+    up = results["sides"]["plugin"]["upstream_alone_rps"]
+    console.print(
+        f"What dominates: the fake upstream alone serves {up} req/s to the same client, "
+        f"{up / max(results['sides']['plugin']['healthy_rps'], 1):.0f}x what the proxy serves, so the proxy is what is measured."
+    )
