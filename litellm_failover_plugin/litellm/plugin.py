@@ -292,11 +292,13 @@ class FailoverPlugin(CustomLogger):
         request_headers: dict[str, str] | None = None,
         litellm_call_info: dict[str, object] | None = None,
     ) -> dict[str, str] | None:
+        # LiteLLM calls this hook: what selfcheck.py checks. (A route reached as a LiteLLM fallback
+        # left its headers in LiteLLM's copy of the metadata: they go out as additional headers.)
+        selfcheck.headers_ran()
         for bucket in ("metadata", "litellm_metadata"):
             md = data.get(bucket)
             if isinstance(md, dict) and isinstance(md.get(METADATA_KEY), dict):
                 headers = md[METADATA_KEY].get("headers")
-                selfcheck.headers_ran()
                 return dict(headers) if isinstance(headers, dict) else None
         return None
 
