@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from litellm_failover_plugin.breaker import Cooldown
 from litellm_failover_plugin.conditions import Failure
 from litellm_failover_plugin.config import ConfigError, parse_settings
 from litellm_failover_plugin.decisions import Snapshot
@@ -139,7 +140,7 @@ def test_a_cooldown_or_an_open_breaker_says_more_than_a_limit() -> None:
     plan = compile_routes(parse_settings(settings({"rpm": 2})))["chat"]
     a1 = plan.candidates[0]
     snap = Snapshot()
-    snap.learn([a1], {a1.health_id: T0 + 30}, None, now=T0)
+    snap.learn([a1], {a1.health_id: Cooldown(T0, T0 + 30)}, None, now=T0)
     snap.limited([a1], [Usage(2, 0)], window_end=T0 + 60)
     assert snap.unavailable == {a1.deployment_id: Outcome.SKIPPED_COOLDOWN}
 
