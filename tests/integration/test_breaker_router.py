@@ -196,9 +196,21 @@ def scored(upstream: FakeUpstream, beta_priority: int) -> tuple[litellm.Router, 
     return router, runner
 
 
+class CallClock:
+    """Time that passes only in upstream calls: each call received costs its key's duration. The
+    runner times a call as the clock after it minus the clock before it, so a1 takes 200 ms and b1
+    10 ms whatever the machine's load (a real 0.2 s delay lost to a slow first b1 call in CI)."""
+
+    def __init__(self, upstream: FakeUpstream, seconds: dict[str, float]) -> None:
+        self.upstream, self.seconds = upstream, seconds
+
+    def __call__(self) -> float:
+        return 1000.0 + sum(self.seconds[r.key] for r in self.upstream.received)
+
+
 async def test_scored_route_moves_to_the_faster_candidate(upstream: FakeUpstream) -> None:
     router, runner = scored(upstream, beta_priority=0)
-    upstream.set(**{"sk-a1": Behavior(delay_s=0.2)})
+    runner.clock = CallClock(upstream, {"sk-a1": 0.2, "sk-b1": 0.01})
     served = [await served_by(router) for _ in range(5)]
     assert served[:2] == ["a1", "b1"]  # written order first; an unknown candidate gets its chance
     assert served[2:] == ["b1", "b1", "b1"]  # then the faster one
