@@ -12,7 +12,7 @@ from litellm.types.router import Deployment
 from ..config import ConfigError, FailoverSettings
 from ..routing import RoutePlan, compile_routes
 from ..state import StateStore
-from . import adapter, failure_log
+from . import adapter, compat, failure_log
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -24,9 +24,9 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
 
     `store` holds breaker state (shared through Redis by several replicas); in memory if None.
     Raises ConfigError if a route name is already a model group of the router, and
-    adapter.UnsupportedLiteLLM (a ConfigError) if a LiteLLM internal it hooks has moved.
+    compat.UnsupportedLiteLLM (a ConfigError) if a LiteLLM internal it hooks has moved.
     """
-    adapter.check()
+    compat.check()
     current = adapter.shadowing(router)
     if isinstance(current, FailoverRunner):
         if current.settings is settings and all(router.has_model_id(i) for i in _first_ids(current)):

@@ -31,7 +31,7 @@ from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
-from . import adapter, selfcheck
+from . import adapter, compat, selfcheck
 from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
 from .install import install, installed_runner, is_ours
@@ -412,7 +412,7 @@ def proxy_plugin() -> FailoverPlugin:
     if _proxy_plugin is None:
         _proxy_logging()
         try:
-            adapter.check(proxy=True)
+            compat.check(proxy=True)
             path = _config_path()
             section = load_section(path)
             settings = parse_settings(section)

@@ -1,6 +1,6 @@
 """The hooks checked again on live traffic: routes are refused rather than served wrongly.
 
-adapter.check() reads LiteLLM's code at start-up; this watches what the hooks actually do with
+compat.check() reads LiteLLM's code at start-up; this watches what the hooks actually do with
 the route requests the proxy serves. A hook that stopped doing its part would otherwise turn a
 route into an ordinary shuffled model group without a word. What is watched, and what it costs:
 
@@ -32,8 +32,8 @@ from typing import Any
 
 from litellm.proxy._types import ProxyException
 
-from .adapter import litellm_version
 from .clients import END_CHECKS, HEADERS_RAN, SERVED, note
+from .compat import litellm_version
 
 log = logging.getLogger("litellm_failover_plugin")
 
