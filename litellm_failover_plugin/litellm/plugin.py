@@ -34,7 +34,7 @@ from ..state.routes import MemoryRouteStore
 from . import adapter, selfcheck
 from .admin import add_admin_routes, is_admin, who
 from .health import HealthChecker
-from .install import install, installed_runner, is_ours
+from .install import install, installed_runner, is_keys_group, is_ours
 from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
 from .outcome import PRIORITY_KEY
 from .replies import COMMAND_KEY, leave_reply
@@ -219,7 +219,7 @@ class FailoverPlugin(CustomLogger):
             if route is not None:
                 data["model"] = route  # !/set: this session's requests go to its route
         model = data.get("model")
-        if isinstance(model, str) and (router := _live_router()) is not None and is_ours(router, model):
+        if isinstance(model, str) and (router := _live_router()) is not None and (is_ours(router, model) or is_keys_group(router, model)):
             raise _invalid_request(f"model {model!r} is not served: ask for its failover route by name")
         if model in self.settings.routes:
             refused = selfcheck.refusal()
