@@ -121,6 +121,8 @@ def deployment_call(runner: Any, deployment: Any) -> None:
     """The router is about to call `deployment` (CustomLogger.async_pre_call_check)."""
     info = deployment.get("model_info") if isinstance(deployment, dict) else None
     id = info.get("id") if isinstance(info, dict) else None
+    if isinstance(info, dict) and info.get("failover_front"):  # the runner answers for a route: never called
+        raise found(SHADOW, f"route {info.get('failover_route')!r} was called as a plain model group (LiteLLM chose its deployment itself)")
     candidate = runner.candidates.get(id) if isinstance(id, str) else None
     if candidate is None:  # not a route's deployment
         return
