@@ -18,28 +18,27 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from litellm.exceptions import ModifyResponseException
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 from litellm.router import Router
 
-from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command_text, may_run, parse
+from ..commands import command_text
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
 from ..requests import check_model, check_request
-from ..routing import KEYS_GROUP_PREFIX
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
 from . import adapter, compat, selfcheck
-from .admin import add_status_routes, is_admin, who
+from .admin import add_status_routes
+from .command_hook import carry_out
 from .health import HealthChecker
 from .health_endpoint import add_health_route_once
 from .install import install, installed_runner, is_keys_group, is_ours
-from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
+from .live import LiveRoutes, route_store_for, session_id
 from .outcome import PRIORITY_KEY
-from .replies import COMMAND_KEY, leave_reply
+from .replies import COMMAND_KEY
 from .runner import FailoverRunner
 from .status import status_rows
 from .translate import METADATA_KEY, check_providers
@@ -213,7 +212,7 @@ class FailoverPlugin(CustomLogger):
         if commands and chat:
             text = command_text(data.get("messages"))
             if text is not None:
-                await self._command(text, user_api_key_dict, data)
+                await carry_out(self.live, text, user_api_key_dict, data, _live_router())
                 return None
         if commands and self.live.sessions:
             headers = (data.get("proxy_server_request") or {}).get("headers")
@@ -241,44 +240,6 @@ class FailoverPlugin(CustomLogger):
                 if isinstance(priority, int) and not isinstance(priority, bool):
                     md[PRIORITY_KEY] = priority
         return None
-
-    async def _command(self, text: str, user: Any, data: dict[str, Any]) -> None:
-        """Carry out a `!/` command; its reply is answered by the runner without an upstream call."""
-        try:
-            command = parse(text)
-        except CommandError as e:
-            raise _command_error(str(e), 400) from None
-        if not may_run(command, is_admin=is_admin(user), writers=self.settings.commands.writers):
-            raise _command_error(
-                f"!/{command.name} changes failover routes and needs a proxy admin (the master key or role proxy_admin)",
-                403,
-                FORBIDDEN_TYPE,
-            )
-        try:
-            result = await self.live.run_command(command, who(user))
-            if result.session is not None:
-                headers = (data.get("proxy_server_request") or {}).get("headers")
-                sid = session_id(headers, getattr(user, "api_key", None))
-                if sid is None:
-                    raise CommandError(f"!/{command.name} needs a session: send an x-session-id header")
-                route = result.session.route
-                allowed = getattr(user, "models", None) or []
-                if route is not None and allowed and route not in allowed and "all-proxy-models" not in allowed:
-                    raise _command_error(f"this key may not use model {route!r}", 403, FORBIDDEN_TYPE)
-                await self.live.set_session(sid, route)
-        except CommandError as e:
-            raise _command_error(str(e), 400) from None
-        except StoreUnavailable as e:
-            raise _command_error(str(e), 503) from None
-        leave_reply(data, command.name, result.reply)
-        router = _live_router()
-        names = {n for n in getattr(router, "model_names", None) or () if not n.startswith(KEYS_GROUP_PREFIX)}
-        if data.get("model") not in names:
-            # e.g. the command deleted the route it was sent to: the reply still needs a model
-            # name the proxy routes (the runner answers it; the reply names the model asked for)
-            if not names:
-                raise ModifyResponseException(message=result.reply, model=str(data.get("model") or ""), request_data=data)
-            data["model"] = sorted(names)[0]
 
     async def async_pre_call_check(self, deployment: dict[str, Any], parent_otel_span: Any = None) -> dict[str, Any] | None:
         """The router is about to call a deployment: one of a route's must be the runner's call."""
@@ -308,10 +269,6 @@ class FailoverPlugin(CustomLogger):
 _proxy_plugin: FailoverPlugin | None = None
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _LOAD_WAIT_S = 10.0
-
-
-def _command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:
-    return ProxyException(message=message, type=type_, param=None, code=status)
 
 
 def _say_last(message: str) -> None:

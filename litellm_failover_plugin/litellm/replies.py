@@ -1,6 +1,6 @@
 """Answers the plugin makes itself, with no upstream call: replies to `!/` commands.
 
-The proxy's pre-call hook carries a command out and leaves its reply in the request's metadata;
+The proxy's pre-call hook carries a command out (command_hook.py) and leaves its reply in the request's metadata;
 the router call then reaches the runner, which answers with an ordinary chat completion (a
 stream when the request asked for one) built here.
 """
