@@ -29,9 +29,22 @@ def health_id(element: str, key: str) -> str:
     return f"{element}/{key}"
 
 
-def placeholder_id(route: str) -> str:
-    """The deployment that keeps a route with no elements a known model name (never called)."""
-    return f"{route}/(no elements)"
+def front_id(route: str) -> str:
+    """The route's own deployment: the only one under the route's name, never called. It keeps
+    the route a model name LiteLLM and the proxy know, while the keys' deployments sit in the
+    route's keys group (`keys_group`), so what the proxy reads per request under the route's name
+    (access, guardrails, limits: `get_model_list(route)`, several times) is one deployment
+    whatever the route's size."""
+    return f"{route}/(route)"
+
+
+KEYS_GROUP_PREFIX = "failover-keys:"
+
+
+def keys_group(route: str) -> str:
+    """The LiteLLM model name the route's key deployments share (hidden from clients): one group
+    per route, so LiteLLM's cooldown rules see the route's size as before."""
+    return f"{KEYS_GROUP_PREFIX}{route}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +77,8 @@ class RoutePlan:
 
     @property
     def installed_ids(self) -> tuple[str, ...]:
-        """The ids this plan puts on the router: its candidates', or a placeholder when it has none."""
-        return self.deployment_ids or (placeholder_id(self.name),)
+        """The ids this plan puts on the router: the route's front deployment, then its candidates'."""
+        return (front_id(self.name), *self.deployment_ids)
 
 
 def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:

@@ -72,6 +72,29 @@ def route_view(plugin: FailoverPlugin, name: str) -> dict[str, Any] | None:
     }
 
 
+STATUS_PATH = "/failover/status"
+_added = False
+
+
+def add_status_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
+    """GET /failover/status and the route admin API on the proxy, behind the proxy's own key
+    check; once per process."""
+    global _added
+    if _added:
+        return
+
+    async def failover_status() -> dict[str, Any]:
+        return await plugin_of().status()
+
+    try:
+        app, _ = adapter.proxy_app()
+    except ImportError:  # litellm used without its proxy extras
+        return
+    app.add_api_route(STATUS_PATH, failover_status, methods=["GET"], dependencies=[Depends(user_api_key_auth)])
+    add_admin_routes(plugin_of)
+    _added = True
+
+
 def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
     app, _ = adapter.proxy_app()
 

@@ -110,7 +110,7 @@ def watch_clients(app: Any) -> None:
 
 
 def check_app(app: Any) -> str | None:
-    """What watch_clients relies on (adapter.HOOKS): a Starlette app whose built middleware
+    """What watch_clients relies on (compat.HOOKS): a Starlette app whose built middleware
     stack is an attribute it calls."""
     if not callable(getattr(app, "build_middleware_stack", None)) or not hasattr(app, "middleware_stack"):
         return f"the proxy's app ({type(app).__name__}) has no middleware_stack / build_middleware_stack"

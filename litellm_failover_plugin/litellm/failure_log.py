@@ -26,7 +26,7 @@ from; the plugin's own metrics and logs count every attempt. A failure logged ou
 request's context (LiteLLM logs a stream's sync failure handlers from a thread) is not deferred.
 
 `install()` puts the two handlers and the traceback module `litellm.utils` sees in place, once
-per process; `check()` (an adapter hook) verifies what this relies on.
+per process; `check()` (a compat.py hook) verifies what this relies on.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def install() -> None:
         setattr(litellm_utils, "traceback", _traceback_module())  # noqa: B010 (not an exported name)
 
 
-# --- the start-up check (adapter.HOOKS) ----------------------------------------------------
+# --- the start-up check (compat.HOOKS) -----------------------------------------------------
 
 
 def _unwrapped(cls: type, name: str) -> Any:

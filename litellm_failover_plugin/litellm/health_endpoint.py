@@ -21,10 +21,24 @@ from typing import TYPE_CHECKING, Any
 from . import adapter
 
 if TYPE_CHECKING:
+    from ..config import HealthEndpointSettings
     from .plugin import FailoverPlugin
     from .runner import FailoverRunner
 
 HEALTH_PATH = "/failover/health"
+_added = False
+
+
+def add_health_route_once(plugin_of: Callable[[], FailoverPlugin], settings: HealthEndpointSettings) -> None:
+    """GET /failover/health on the proxy, once per process, unless switched off."""
+    global _added
+    if _added or not settings.enabled:
+        return
+    try:
+        add_health_route(plugin_of, auth=settings.auth)
+    except ImportError:  # litellm used without its proxy extras
+        return
+    _added = True
 
 
 async def route_health(runner: FailoverRunner) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from litellm.router import Router
 from litellm.types.router import Deployment
 
 from ..config import ConfigError, FailoverSettings
-from ..routing import RoutePlan, compile_routes
+from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, keys_group
 from ..state import StateStore
-from . import adapter, failure_log
+from . import adapter, compat, failure_log
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -24,9 +24,9 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
 
     `store` holds breaker state (shared through Redis by several replicas); in memory if None.
     Raises ConfigError if a route name is already a model group of the router, and
-    adapter.UnsupportedLiteLLM (a ConfigError) if a LiteLLM internal it hooks has moved.
+    compat.UnsupportedLiteLLM (a ConfigError) if a LiteLLM internal it hooks has moved.
     """
-    adapter.check()
+    compat.check()
     current = adapter.shadowing(router)
     if isinstance(current, FailoverRunner):
         if current.settings is settings and all(router.has_model_id(i) for i in _first_ids(current)):
@@ -39,6 +39,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     adapter.shadow_fallbacks(router, runner)
     failure_log.install()
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
+    router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
     return runner
 
@@ -62,12 +63,13 @@ def _place(router: Router, settings: FailoverSettings, plans: Mapping[str, Route
     deployments = build_deployments(settings, plans)
     ours = {d["model_info"]["id"] for d in deployments}
     for name in plans:
-        foreign = [i for i in router.get_model_ids(model_name=name) if i not in ours and not is_ours(router, i)]
-        if foreign:
-            raise ConfigError(
-                f"failover_settings.routes.{name}: {name!r} is also a model_name in model_list; "
-                "give the route or the model another name"
-            )
+        for model_name in (name, keys_group(name)):
+            foreign = [i for i in router.get_model_ids(model_name=model_name) if i not in ours and not is_ours(router, i)]
+            if foreign:
+                raise ConfigError(
+                    f"failover_settings.routes.{name}: {model_name!r} is also a model_name in model_list; "
+                    "give the route or the model another name"
+                )
     for deployment in deployments:
         if not router.has_model_id(deployment["model_info"]["id"]):
             router.add_deployment(Deployment(**deployment))
@@ -81,6 +83,11 @@ def is_ours(router: Router, id: str) -> bool:
     if index is None:
         return False
     return bool((router.model_list[index].get("model_info") or {}).get("failover_route"))
+
+
+def is_keys_group(router: Router, name: str) -> bool:
+    """A route's keys group (routing.keys_group): a LiteLLM model name clients may not ask for."""
+    return name.startswith(KEYS_GROUP_PREFIX) and any(is_ours(router, i) for i in router.get_model_ids(model_name=name))
 
 
 def foreign_model_names(router: Router) -> frozenset[str]:
@@ -116,6 +123,20 @@ class _SyncGuard:
                 "(the proxy always does)"
             )
         return self._original(*args, **kwargs)
+
+
+class _HiddenKeyGroups:
+    """The router's model names without the routes' keys groups: /v1/models and the proxy's
+    model checks list routes, never the groups of keys behind them."""
+
+    def __init__(self, router: Router) -> None:
+        current = vars(router).get("get_model_names")
+        self._original: Callable[..., list[str]] = (
+            current._original if isinstance(current, _HiddenKeyGroups) else router.get_model_names
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[str]:
+        return [n for n in self._original(*args, **kwargs) if not n.startswith(KEYS_GROUP_PREFIX)]
 
 
 def _first_ids(runner: FailoverRunner) -> list[str]:

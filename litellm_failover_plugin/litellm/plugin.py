@@ -27,14 +27,16 @@ from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, command
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
 from ..requests import check_model, check_request
+from ..routing import KEYS_GROUP_PREFIX
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
-from . import adapter, selfcheck
-from .admin import add_admin_routes, is_admin, who
+from . import adapter, compat, selfcheck
+from .admin import add_status_routes, is_admin, who
 from .health import HealthChecker
-from .install import install, installed_runner, is_ours
+from .health_endpoint import add_health_route_once
+from .install import install, installed_runner, is_keys_group, is_ours
 from .live import LiveRoutes, StoreUnavailable, route_store_for, session_id
 from .outcome import PRIORITY_KEY
 from .replies import COMMAND_KEY, leave_reply
@@ -120,8 +122,8 @@ class FailoverPlugin(CustomLogger):
         wants_notices = any(self.settings.queue_for(r) for r in self.settings.routes)
         if self.settings.redis_url and wants_notices and (self._listen_task is None or self._listen_task.done()):
             self._listen_task = _spawn(self._listen_for_recoveries)
-        _add_status_route(self)
-        _add_health_route(self)
+        add_status_routes(lambda: _proxy_plugin or self)
+        add_health_route_once(lambda: _proxy_plugin or self, self.settings.health_endpoint)
 
     async def _load_routes(self) -> None:
         try:
@@ -172,7 +174,7 @@ class FailoverPlugin(CustomLogger):
         self._startup = _spawn(self._install_when_ready)
 
     async def _install_when_ready(self) -> None:
-        _add_health_route(self)  # answers 503 until the routes are installed
+        add_health_route_once(lambda: _proxy_plugin or self, self.settings.health_endpoint)  # 503 until installed
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _ROUTER_WAIT_S
         while _live_router() is None and loop.time() < deadline:
@@ -219,7 +221,7 @@ class FailoverPlugin(CustomLogger):
             if route is not None:
                 data["model"] = route  # !/set: this session's requests go to its route
         model = data.get("model")
-        if isinstance(model, str) and (router := _live_router()) is not None and is_ours(router, model):
+        if isinstance(model, str) and (router := _live_router()) is not None and (is_ours(router, model) or is_keys_group(router, model)):
             raise _invalid_request(f"model {model!r} is not served: ask for its failover route by name")
         if model in self.settings.routes:
             refused = selfcheck.refusal()
@@ -270,7 +272,7 @@ class FailoverPlugin(CustomLogger):
             raise _command_error(str(e), 503) from None
         leave_reply(data, command.name, result.reply)
         router = _live_router()
-        names = getattr(router, "model_names", None) or set()
+        names = {n for n in getattr(router, "model_names", None) or () if not n.startswith(KEYS_GROUP_PREFIX)}
         if data.get("model") not in names:
             # e.g. the command deleted the route it was sent to: the reply still needs a model
             # name the proxy routes (the runner answers it; the reply names the model asked for)
@@ -341,49 +343,6 @@ def _spawn(start: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]
     return loop.create_task(start())
 
 
-_status_route_added = False
-_health_route_added = False
-
-
-def _add_health_route(plugin: FailoverPlugin) -> None:
-    """GET /failover/health on the proxy (see health_endpoint.py), once per process."""
-    global _health_route_added
-    settings = plugin.settings.health_endpoint
-    if _health_route_added or not settings.enabled:
-        return
-    try:
-        from .health_endpoint import add_health_route
-
-        add_health_route(lambda: _proxy_plugin or plugin, auth=settings.auth)
-    except ImportError:  # litellm used without its proxy extras
-        return
-    _health_route_added = True
-
-
-STATUS_PATH = "/failover/status"
-
-
-def _add_status_route(plugin: FailoverPlugin) -> None:
-    """GET /failover/status on the proxy, behind the proxy's own key check."""
-    global _status_route_added
-    if _status_route_added:
-        return
-    try:
-        from fastapi import Depends
-
-        app, user_api_key_auth = adapter.proxy_app()
-    except ImportError:  # litellm used without its proxy extras
-        return
-
-    async def failover_status() -> dict[str, Any]:
-        target = _proxy_plugin or plugin
-        return await target.status()
-
-    app.add_api_route(STATUS_PATH, failover_status, methods=["GET"], dependencies=[Depends(user_api_key_auth)])
-    add_admin_routes(lambda: _proxy_plugin or plugin)
-    _status_route_added = True
-
-
 def _config_path() -> str:
     path = adapter.proxy_config_path() or os.environ.get("CONFIG_FILE_PATH")
     if not path:
@@ -412,7 +371,7 @@ def proxy_plugin() -> FailoverPlugin:
     if _proxy_plugin is None:
         _proxy_logging()
         try:
-            adapter.check(proxy=True)
+            compat.check(proxy=True)
             path = _config_path()
             section = load_section(path)
             settings = parse_settings(section)

@@ -6,6 +6,10 @@ Every router call (acompletion, aembedding, atext_completion, ...) goes through
 route's plan, each attempt one call of `original_function` pinned to one deployment id (so
 LiteLLM's clients, callbacks, spend logs and cooldowns all see it); any other model name goes
 to LiteLLM's own method untouched.
+
+This module is the request's side: the walk through the plan, the route's queue when every
+candidate is down, LiteLLM's fallbacks after the route. One candidate's attempt (its call,
+retries and outcome) is attempts.py.
 """
 
 from __future__ import annotations
@@ -15,37 +19,35 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from litellm.router import Router
 
-from ..breaker import Signal, signal_of
-from ..conditions import falls_over
 from ..config import FailoverSettings
-from ..decisions import Snapshot, queue_limit, retry_wait, wake_at
+from ..decisions import Snapshot, queue_limit, wake_at
 from ..generations import Generations
 from ..herd import Herd
-from ..instrumentation import AttemptMade, BudgetDenied, Hook, QueueChanged, RequestDone, UpstreamLatency
+from ..instrumentation import AttemptMade, BudgetDenied, Hook, QueueChanged, RequestDone
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy
-from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, Verdict
+from ..routing import Candidate, FailoverRun, Outcome, RoutePlan
 from ..scoring import Stats, Weights, rank
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
 from . import adapter, failure_log, fallbacks
+from .attempts import MOVE_ON, Call, attempt
 from .clients import ClientLeft
 from .keyhealth import KeyHealth
-from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, local_failure, priority, record
+from .outcome import PRIORITY_KEY, ProxyFailoverExhausted, exhausted, priority
 from .replies import command_reply
-from .streams import Opened, StreamContext, Supervised, open_stream, supports
-from .translate import Redactor, classify, cost_per_token, total_tokens
+from .streams import Opened, StreamContext
+from .translate import Redactor, cost_per_token
 from .waiting import Place, QueueTimeout, RouteWaiter, waiters_for
 
 log = logging.getLogger("litellm_failover_plugin")
 
 _EXHAUSTED = object()  # a walk that served nothing
-_MOVE_ON = object()  # an attempt that failed over
 __all__ = ["PRIORITY_KEY", "FailoverRunner", "ProxyFailoverExhausted", "Snapshot"]
 
 
@@ -200,7 +202,7 @@ class FailoverRunner(KeyHealth):
             return None
         return None if got is _EXHAUSTED else got
 
-    def _extra_call_allowed(self, run: FailoverRun, pending: int = 0) -> bool:
+    def extra_call_allowed(self, run: FailoverRun, pending: int = 0) -> bool:
         """Every upstream call after a request's first spends the retry budget. `pending`: calls
         made but not recorded yet (a retry is decided before its failed call is recorded)."""
         if self.budget is None or run.calls + pending == 0:
@@ -301,12 +303,12 @@ class FailoverRunner(KeyHealth):
         async for candidate in self._next_reads(run, snap):
             if not await self._may_call(run, snap, candidate):
                 continue
-            if not self._extra_call_allowed(run):
+            if not self.extra_call_allowed(run):
                 await self.release(candidate, snap)
                 break
-            call = _Call(run, snap, candidate, original_function, args, kwargs, deadline, continuing)
-            got = await self._attempt(call)
-            if got is not _MOVE_ON:
+            call = Call(run, snap, candidate, original_function, args, kwargs, deadline, continuing)
+            got = await attempt(self, call)
+            if got is not MOVE_ON:
                 return got
         return _EXHAUSTED
 
@@ -326,124 +328,3 @@ class FailoverRunner(KeyHealth):
             run.skipped(candidate, Outcome.SKIPPED_OPEN)
             return False
         return True
-
-    async def _attempt(self, call: _Call) -> Any:
-        """Call one candidate (retrying it as its policy allows): what the walk returns, or
-        _MOVE_ON when it failed over. Raises what goes back to the client as is."""
-        hid = call.candidate.health_id
-        retry, waited = 0, 0.0
-        while True:
-            await failure_log.settle()  # the last failure was not the outcome: LiteLLM's accounting only
-            t0 = self.clock()
-            self.herd.enter(hid)  # in flight until the call ends (and while a retry of it waits)
-            try:
-                response, opened = await self._call_once(call, t0)
-            except asyncio.CancelledError:
-                self.herd.leave(hid)
-                raise
-            except Exception as exc:
-                try:
-                    wait = await self._failed(call, exc, retry, waited)
-                    if wait is None:
-                        return _MOVE_ON
-                    await failure_log.settle()
-                    await self.sleep(wait)
-                finally:
-                    self.herd.leave(hid)
-                retry, waited = retry + 1, waited + wait
-                if call.candidate.limits and not await self.reserve(call.candidate, call.snap):  # a retry is a call
-                    call.run.skipped(call.candidate, Outcome.SKIPPED_LIMIT)
-                    return _MOVE_ON
-                continue
-            self.herd.leave(hid)
-            return await self._served(call, response, opened, t0)
-
-    async def _call_once(self, call: _Call, t0: float) -> tuple[Any, Opened | None]:
-        """One upstream call pinned to the candidate's deployment; a stream is opened (its
-        first chunk read) before it counts as an answer."""
-        call_kwargs = dict(call.kwargs)
-        id = call.candidate.deployment_id
-        call_kwargs["model"] = id
-        fn = call.original_function
-        if getattr(fn, "__name__", "") == "_aembedding":
-            client = adapter.embedding_client(self.router, id)  # one attempt, one call
-            if client is not None:
-                call_kwargs["client"] = client
-        response = await fn(*call.args, **call_kwargs)
-        response = await adapter.set_response_headers(self.router, response, call.run.plan.name, call_kwargs)
-        if call.kwargs.get("stream") is not True:
-            return response, None
-        if not supports(response, fn):
-            return await adapter.first_chunk_or_raise(response), None
-        left = call.deadline - t0 if call.deadline is not None else None
-        opened = await open_stream(response, self.stream_timeouts(call.candidate), left, self._redact)
-        opened.latency_ms = (self.clock() - t0) * 1000
-        return response, opened
-
-    async def _failed(self, call: _Call, exc: Exception, retry: int, waited: float) -> float | None:
-        """A call failed: how long to wait before retrying the same key, or None to move on.
-        Raises the error to hand back (a local failure as the client's 400)."""
-        run, candidate, hid = call.run, call.candidate, call.candidate.health_id
-        failure = classify(exc, self._redact)
-        if failure.local:  # it never left the proxy: the client's error, no upstream's
-            raise local_failure(call.kwargs, run, failure.reason) from exc
-        counted = falls_over(failure, candidate.falls_over)
-        signal = signal_of(failure, counted)
-        if counted:
-            self._observe(hid, False, None)
-        tripped = await self.report(hid, signal, call.snap.breakers.get(hid), failure.retry_after_s)
-        policy = replace(self.retry_policy, max_retries=candidate.max_retries)
-        now = self.clock()
-        left = call.deadline - now if call.deadline is not None else None
-        wait = retry_wait(signal, counted, tripped, policy, retry, waited, failure.retry_after_s, left, self.rng)
-        if wait is not None and self._extra_call_allowed(run, pending=1):
-            run.retried(candidate, failure)
-            return wait
-        if run.failed(candidate, failure) is Verdict.RETURN:
-            exc.failover_headers = record(call.kwargs, run, candidate)  # type: ignore[attr-defined]
-            raise exc
-        log.info(
-            "failover route=%s deployment=%s key=%s failed (%s): moving on",
-            run.plan.name,
-            candidate.deployment_id,
-            candidate.key,
-            failure.label,
-        )
-        return None
-
-    async def _served(self, call: _Call, response: Any, opened: Opened | None, t0: float) -> Any:
-        """A candidate answered: record it; a stream is handed to its supervisor."""
-        run, c = call.run, call.candidate
-        if opened is None:  # a supervised stream reports when it ends
-            self._observe(c.health_id, True, (self.clock() - t0) * 1000)
-            await self.report(c.health_id, Signal.SUCCESS, call.snap.breakers.get(c.health_id))
-            await self.count_tokens(c, total_tokens(response))  # a key with a tpm limit only
-        run.succeeded(c)
-        if self.hooks:
-            took = opened.latency_ms / 1000 if opened is not None and opened.latency_ms is not None else self.clock() - t0
-            self.emit(UpstreamLatency(c.route, c.backend, c.model, c.key, took, opened is not None))
-        if opened is not None and call.continuing is not None:
-            return opened, c
-        headers = record(call.kwargs, run, c)
-        hidden = getattr(response, "_hidden_params", None)
-        if isinstance(hidden, dict):
-            extra = hidden.get("additional_headers")
-            hidden["additional_headers"] = {**(extra or {}), **headers}
-        if opened is not None:
-            ctx = StreamContext(run, call.snap, call.original_function, call.args, call.kwargs, call.deadline)
-            return Supervised(self, ctx, opened, c).install()
-        return response
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One attempt's inputs: the walk it belongs to, the candidate, and the request."""
-
-    run: FailoverRun
-    snap: Snapshot
-    candidate: Candidate
-    original_function: Callable[..., Awaitable[Any]]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    deadline: float | None
-    continuing: StreamContext | None

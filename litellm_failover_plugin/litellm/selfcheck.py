@@ -1,6 +1,6 @@
 """The hooks checked again on live traffic: routes are refused rather than served wrongly.
 
-adapter.check() reads LiteLLM's code at start-up; this watches what the hooks actually do with
+compat.check() reads LiteLLM's code at start-up; this watches what the hooks actually do with
 the route requests the proxy serves. A hook that stopped doing its part would otherwise turn a
 route into an ordinary shuffled model group without a word. What is watched, and what it costs:
 
@@ -32,8 +32,8 @@ from typing import Any
 
 from litellm.proxy._types import ProxyException
 
-from .adapter import litellm_version
 from .clients import END_CHECKS, HEADERS_RAN, SERVED, note
+from .compat import litellm_version
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -121,6 +121,8 @@ def deployment_call(runner: Any, deployment: Any) -> None:
     """The router is about to call `deployment` (CustomLogger.async_pre_call_check)."""
     info = deployment.get("model_info") if isinstance(deployment, dict) else None
     id = info.get("id") if isinstance(info, dict) else None
+    if isinstance(info, dict) and info.get("failover_front"):  # the runner answers for a route: never called
+        raise found(SHADOW, f"route {info.get('failover_route')!r} was called as a plain model group (LiteLLM chose its deployment itself)")
     candidate = runner.candidates.get(id) if isinstance(id, str) else None
     if candidate is None:  # not a route's deployment
         return

@@ -19,7 +19,7 @@ from litellm import exceptions as llm_errors
 
 from ..conditions import Failure, Kind
 from ..config import FailoverSettings
-from ..routing import Candidate, RoutePlan, placeholder_id
+from ..routing import Candidate, RoutePlan, front_id, keys_group
 from ..streaming import StreamFailed
 
 _QUOTA = re.compile(r"quota|billing|insufficient_quota|credit balance|exceeded your current", re.I)
@@ -149,49 +149,66 @@ def check_providers(settings: FailoverSettings) -> None:
 
 
 def build_deployments(settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> list[dict[str, Any]]:
-    """One LiteLLM deployment per (route, backend:model, key) in a plan, with a stable id."""
+    """Per route: its front deployment under the route's name (never called: the runner answers
+    for the route), then one deployment per (backend:model, key) in the plan, with a stable id,
+    in the route's keys group (routing.front_id, routing.keys_group)."""
     deployments = []
     for plan in plans.values():
-        route = settings.routes[plan.name]
-        if not plan.candidates:  # the route stays a model name; the runner answers without a call
-            deployments.append(
-                {
-                    "model_name": plan.name,
-                    "litellm_params": {"model": "openai/failover-route-without-elements", "mock_response": "", "api_key": "none"},
-                    "model_info": {"id": placeholder_id(plan.name), "failover_route": plan.name},
-                }
-            )
-        for c in plan.candidates:
-            backend = settings.backends[c.backend]
-            params: dict[str, Any] = {"model": f"{backend.provider}/{c.model}"}
-            if backend.api_base:
-                params["api_base"] = backend.api_base
-            params.update(backend.litellm_params)
-            params.update(route.elements[c.element_index].litellm_params)
-            endpoint = backend.key_endpoints.get(c.key)
-            if endpoint is not None:  # this key's own endpoint (Azure regions): it wins
-                if endpoint.api_base:
-                    params["api_base"] = endpoint.api_base
-                if endpoint.api_version:
-                    params["api_version"] = endpoint.api_version
-                params.update(endpoint.litellm_params)
-            # one attempt is one upstream call: no SDK retries, no litellm retries inside it
-            params["max_retries"] = 0
-            params.pop("num_retries", None)
-            params["api_key"] = backend.api_keys[c.key].get_secret_value()
-            deployments.append(
-                {
-                    "model_name": plan.name,
-                    "litellm_params": params,
-                    "model_info": {
-                        "id": c.deployment_id,
-                        "failover_route": plan.name,
-                        "failover_backend": c.backend,
-                        "failover_model": c.model,
-                        "failover_key": c.key,
-                    },
-                }
-            )
+        keys = _key_deployments(settings, plan)
+        # a call that reached the front went around the runner: selfcheck refuses it before it is made
+        params: dict[str, Any] = {"model": "openai/failover-route", "mock_response": "", "api_key": "none"}
+        guardrails = _union(d["litellm_params"].get("guardrails") for d in keys)
+        if guardrails:  # the proxy applies a model's guardrails before routing: every key's, as before
+            params["guardrails"] = guardrails
+        front = {"model_name": plan.name, "litellm_params": params}
+        front["model_info"] = {"id": front_id(plan.name), "failover_route": plan.name, "failover_front": True}
+        deployments += [front, *keys]
+    return deployments
+
+
+def _union(lists: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for items in lists:
+        for item in [items] if isinstance(items, str) else items if isinstance(items, list) else []:
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def _key_deployments(settings: FailoverSettings, plan: RoutePlan) -> list[dict[str, Any]]:
+    route = settings.routes[plan.name]
+    deployments = []
+    for c in plan.candidates:
+        backend = settings.backends[c.backend]
+        params: dict[str, Any] = {"model": f"{backend.provider}/{c.model}"}
+        if backend.api_base:
+            params["api_base"] = backend.api_base
+        params.update(backend.litellm_params)
+        params.update(route.elements[c.element_index].litellm_params)
+        endpoint = backend.key_endpoints.get(c.key)
+        if endpoint is not None:  # this key's own endpoint (Azure regions): it wins
+            if endpoint.api_base:
+                params["api_base"] = endpoint.api_base
+            if endpoint.api_version:
+                params["api_version"] = endpoint.api_version
+            params.update(endpoint.litellm_params)
+        # one attempt is one upstream call: no SDK retries, no litellm retries inside it
+        params["max_retries"] = 0
+        params.pop("num_retries", None)
+        params["api_key"] = backend.api_keys[c.key].get_secret_value()
+        deployments.append(
+            {
+                "model_name": keys_group(plan.name),
+                "litellm_params": params,
+                "model_info": {
+                    "id": c.deployment_id,
+                    "failover_route": plan.name,
+                    "failover_backend": c.backend,
+                    "failover_model": c.model,
+                    "failover_key": c.key,
+                },
+            }
+        )
     return deployments
 
 

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from litellm_failover_plugin.routing import KEYS_GROUP_PREFIX, keys_group
 from litellm_failover_plugin.testing import Behavior, FakeUpstream, ProxyProcess
 
 pytestmark = pytest.mark.e2e
@@ -265,9 +266,13 @@ def test_the_proxy_runs_with_a_master_key_of_its_own(proxy: ProxyProcess, upstre
     assert called(upstream) == []
 
 
-def test_routes_are_listed_as_models(client: httpx.Client) -> None:
+def test_routes_are_listed_as_models(client: httpx.Client, upstream: FakeUpstream) -> None:
     ids = {m["id"] for m in client.get("/v1/models").json()["data"]}
     assert {"plain", "order-mk", "served"} <= ids
+    assert not [i for i in ids if i.startswith(KEYS_GROUP_PREFIX)]  # the groups of keys behind routes are not models
+    r = chat(client, keys_group("served"))  # nor can a client ask for one: LiteLLM would shuffle the keys
+    assert r.status_code in (400, 404) and "error" in r.json()
+    assert called(upstream) == []
 
 
 def test_unknown_model_is_an_openai_error(client: httpx.Client, upstream: FakeUpstream) -> None:

@@ -108,7 +108,7 @@ async def test_without_hooks_no_event_is_built(upstream: FakeUpstream, monkeypat
     def built(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("an event was built with no hook")
 
-    where = {"runner": (AttemptMade, RequestDone, UpstreamLatency), "keyhealth": (BreakerSeen,)}
+    where = {"runner": (AttemptMade, RequestDone), "attempts": (UpstreamLatency,), "keyhealth": (BreakerSeen,)}
     for module, classes in where.items():  # each event class where it is built
         for cls in classes:
             monkeypatch.setattr(f"litellm_failover_plugin.litellm.{module}.{cls.__name__}", built)

@@ -6,6 +6,7 @@ import litellm
 import pytest
 
 from litellm_failover_plugin import FailoverExhausted, attach
+from litellm_failover_plugin.routing import front_id, keys_group
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -167,6 +168,31 @@ async def test_plain_models_keep_working(upstream: FakeUpstream) -> None:
     response = await router.acompletion(model="plain", messages=MESSAGES)
     assert response.choices[0].message.content == "Hello from shared"
     assert called(upstream) == ["sk-plain:plain"]
+
+
+async def test_a_route_is_one_deployment_under_its_name_whatever_its_size(upstream: FakeUpstream) -> None:
+    """The proxy reads a model's deployments several times per request (access, guardrails,
+    limits): under a route's name there is only its front; the keys sit in the route's keys group
+    (LiteLLM sees the route's size there, for its cooldown rules), which clients never see."""
+    router = make_router(upstream, policy="km")
+    [front] = router.get_model_list(model_name="chat") or []
+    assert front["model_info"]["id"] == front_id("chat")
+    keys = router.get_model_list(model_name=keys_group("chat")) or []
+    assert len(keys) == 4 and {d["model_info"]["failover_key"] for d in keys} == {"a1", "a2", "b1", "b2"}
+    assert len(router.get_model_group(id=keys[0]["model_info"]["id"]) or []) == 4
+    assert sorted(set(router.get_model_names())) == ["chat", "plain"]
+    response = await router.acompletion(model="chat", messages=MESSAGES)
+    assert response._hidden_params["additional_headers"]["x-failover-key"] == "a1"
+    assert called(upstream) == ["a1:gpt-x"]
+
+
+def test_a_routes_front_carries_its_keys_guardrails(upstream: FakeUpstream) -> None:
+    """The proxy applies the guardrails of a model's deployments before routing (the union of the
+    group's): a route's front carries every key's, so none is dropped."""
+    elements = [{"element": "alpha:gpt-x", "litellm_params": {"guardrails": ["pii"]}}, "beta:gpt-y"]
+    router = make_router(upstream, policy="m", elements=elements)
+    [front] = router.get_model_list(model_name="chat") or []
+    assert front["litellm_params"]["guardrails"] == ["pii"]
 
 
 async def test_sync_call_of_a_route_fails_loudly(upstream: FakeUpstream) -> None:

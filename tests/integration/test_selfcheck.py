@@ -19,6 +19,7 @@ from litellm.proxy._types import ProxyException
 from litellm_failover_plugin.config import parse_settings
 from litellm_failover_plugin.litellm import FailoverPlugin, selfcheck
 from litellm_failover_plugin.litellm.clients import END_CHECKS, ClientWatch
+from litellm_failover_plugin.routing import keys_group
 from litellm_failover_plugin.testing import FakeUpstream
 from tests.integration.test_router import MESSAGES, settings
 
@@ -155,6 +156,15 @@ async def test_a_client_cannot_ask_for_a_route_deployment_by_id(plugin: Failover
     assert runner is not None
     id = next(iter(runner.candidates))
     status, message = await serve(plugin, model=id)
+    assert status == 400 and "ask for its failover route by name" in message
+    assert selfcheck.broken() is None and upstream.received == []
+    assert await serve(plugin) == (200, "")
+
+
+async def test_a_client_cannot_ask_for_a_routes_keys_group(plugin: FailoverPlugin, upstream: FakeUpstream) -> None:
+    """The keys' deployments share a LiteLLM model name (the route's keys group): asking for it
+    would have LiteLLM shuffle the keys around the route."""
+    status, message = await serve(plugin, model=keys_group("chat"))
     assert status == 400 and "ask for its failover route by name" in message
     assert selfcheck.broken() is None and upstream.received == []
     assert await serve(plugin) == (200, "")

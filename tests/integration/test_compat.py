@@ -14,8 +14,8 @@ import pytest
 from litellm.proxy import common_request_processing, proxy_server
 
 from litellm_failover_plugin import attach
-from litellm_failover_plugin.litellm import adapter, failure_log, plugin
-from litellm_failover_plugin.litellm.adapter import UnsupportedLiteLLM
+from litellm_failover_plugin.litellm import adapter, compat, failure_log, plugin
+from litellm_failover_plugin.litellm.compat import UnsupportedLiteLLM
 
 SETTINGS = {
     "backends": {"alpha": {"provider": "openai", "api_base": "http://127.0.0.1:9/v1", "api_keys": {"a1": "sk-adapter-a1"}}},
@@ -26,20 +26,20 @@ SETTINGS = {
 @pytest.fixture(autouse=True)
 def fresh_check() -> Iterator[None]:
     """Every test checks again (the result is cached per process)."""
-    adapter._checked.cache_clear()
+    compat._checked.cache_clear()
     yield
-    adapter._checked.cache_clear()
+    compat._checked.cache_clear()
 
 
 def test_every_hook_is_as_expected_on_the_installed_litellm() -> None:
-    assert adapter.problems(proxy=True) == []
-    adapter.check(proxy=True)
+    assert compat.problems(proxy=True) == []
+    compat.check(proxy=True)
 
 
 def refused(exc: pytest.ExceptionInfo[UnsupportedLiteLLM], hook: str) -> None:
     message = str(exc.value)
     assert f"hook {hook!r}" in message
-    assert f"LiteLLM {adapter.litellm_version()}" in message
+    assert f"LiteLLM {compat.litellm_version()}" in message
     assert "sk-adapter" not in message
 
 
@@ -132,7 +132,7 @@ def test_the_proxy_refuses_to_start_when_its_disconnect_handling_moved(monkeypat
     monkeypatch.delattr(common_request_processing, "_await_llm_call_cancelling_on_disconnect")
     monkeypatch.setattr(plugin, "_proxy_plugin", None)
     monkeypatch.setattr(plugin, "_proxy_logging", lambda: None)  # leave the test run's logging alone
-    adapter.check()  # the router's hooks are fine: attach() from Python still works
+    compat.check()  # the router's hooks are fine: attach() from Python still works
     with pytest.raises(UnsupportedLiteLLM) as exc:
         plugin.proxy_plugin()
     refused(exc, "disconnect handling")
