@@ -136,7 +136,9 @@ METHOD = {
     "full_outage_success_rate": f"{FULL_OUTAGE_REQUESTS} requests spread over {FULL_OUTAGE_S:g} s "
     "during which both upstreams are stopped; share answered 200",
     "first_failover_overhead_ms": "median latency of the first request after the primary dies, minus "
-    "the median healthy sequential latency, minus a refused connect to the dead port",
+    "the median latency of a healthy request sent the same way (a new connection, after the same idle "
+    "moment), minus a refused connect to the dead port (compare.py); sides.*.first_failover_vs_back_to_back_ms: "
+    "against back-to-back healthy requests instead",
     "route_N_ratio": "by proxy (memory: the plugin's memory store; redis: the plugin on a local redis-server; "
     "plain: LiteLLM model groups): req/s on a route over N keys of one backend (policy k; plain: a model group "
     "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, rounds rotating through the "
