@@ -10,7 +10,7 @@ from litellm.router import Router
 from litellm.types.router import Deployment
 
 from ..config import ConfigError, FailoverSettings
-from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, keys_group
+from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
 from . import adapter, compat, failure_log
 from .runner import FailoverRunner
@@ -29,7 +29,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     compat.check()
     current = adapter.shadowing(router)
     if isinstance(current, FailoverRunner):
-        if current.settings is settings and all(router.has_model_id(i) for i in _first_ids(current)):
+        if current.settings is settings and all(router.has_model_id(front_id(r)) for r in current.plans):
             return current
         adapter.unshadow(router)
     plans = compile_routes(settings)
@@ -137,10 +137,6 @@ class _HiddenKeyGroups:
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[str]:
         return [n for n in self._original(*args, **kwargs) if not n.startswith(KEYS_GROUP_PREFIX)]
-
-
-def _first_ids(runner: FailoverRunner) -> list[str]:
-    return [p.candidates[0].deployment_id for p in runner.plans.values() if p.candidates]
 
 
 def installed_runner(router: Any) -> FailoverRunner | None:

@@ -31,7 +31,7 @@ from ..herd import Herd
 from ..instrumentation import AttemptMade, BudgetDenied, Hook, QueueChanged, RequestDone
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy
-from ..routing import Candidate, FailoverRun, Outcome, RoutePlan
+from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, front_id
 from ..scoring import Stats, Weights, rank
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
@@ -148,8 +148,7 @@ class FailoverRunner(KeyHealth):
         """Walk the route; when it fails, LiteLLM's fallbacks (fallbacks.py) run after it."""
         if self.gate is not None:  # the proxy's first-request checks (selfcheck.py)
             self.gate(kwargs)
-        first = plan.candidates[0].deployment_id if plan.candidates else plan.installed_ids[0]
-        if self.restore is not None and not self.router.has_model_id(first):
+        if self.restore is not None and not self.router.has_model_id(front_id(plan.name)):
             log.warning("failover routes: the router lost the routes' deployments (set_model_list?); putting them back")
             self.restore()
         generation = self.generations.start()
