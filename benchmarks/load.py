@@ -4,6 +4,7 @@ the paired ratios. Traffic goes to 127.0.0.1 only."""
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import socket
 import statistics
@@ -161,3 +162,13 @@ def paired(a: list[Load], b: list[Load]) -> float | None:
     """Median over rounds of a's req/s over b's in the same round."""
     ratios = round_ratios(a, b)
     return round(statistics.median(ratios), 3) if ratios else None
+
+
+def median_ci95(ratios: list[float], resamples: int = 4000) -> list[float] | None:
+    """A 95% interval for the median of `ratios` (percentile bootstrap over the rounds, seeded so
+    a result reproduces): how far the machine's noise leaves the median uncertain."""
+    if len(ratios) < 3:
+        return None
+    pick = random.Random(0).choices
+    medians = sorted(statistics.median(pick(ratios, k=len(ratios))) for _ in range(resamples))
+    return [round(medians[int(resamples * 0.025)], 3), round(medians[int(resamples * 0.975) - 1], 3)]

@@ -142,7 +142,8 @@ METHOD = {
     "route_N_ratio": "by proxy (memory: the plugin's memory store; redis: the plugin on a local redis-server; "
     "plain: LiteLLM model groups): req/s on a route over N keys of one backend (policy k; plain: a model group "
     "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, rounds rotating through the "
-    "sizes, median of the ratios inside a round; route_scale.<proxy>.startup_s: launch to the first answer "
+    "sizes, median of the ratios inside a round; route_scale.<proxy>.ratio_ci95: a 95% percentile-bootstrap "
+    "interval of that median over the rounds (seeded); route_scale.<proxy>.startup_s: launch to the first answer "
     "on the biggest route",
     "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
     "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
@@ -196,7 +197,9 @@ def show(results: dict[str, Any], concurrency: int) -> None:
             cells = []
             for s in scale.values():
                 ratio = s["ratios"].get(n)
-                cells.append(f"{s['rps'][n]}" + (f" ({ratio}x)" if ratio is not None else ""))
+                ci = s.get("ratio_ci95", {}).get(n)
+                shown = f" ({ratio}x" + (f", 95% {ci[0]}-{ci[1]}" if ci else "") + ")" if ratio is not None else ""
+                cells.append(f"{s['rps'][n]}{shown}")
             t.add_row(f"{n} keys", *cells)
         t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
         t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--cycles", type=int, default=3, help="outage/recovery cycles per side (default 3)")
     p.add_argument("--route-sizes", default="1000,10000", help="route sizes compared with a 2-key route (default 1000,10000)")
-    p.add_argument("--scale-rounds", type=int, default=6, help="rounds through the route sizes, per proxy (default 6)")
+    p.add_argument("--scale-rounds", type=int, default=12, help="rounds through the route sizes, per proxy (default 12)")
     p.add_argument("--decision-rounds", type=int, default=20000, help="timed decisions per size (default 20000)")
     args = p.parse_args(argv)
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"

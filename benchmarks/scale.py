@@ -9,8 +9,10 @@ per-request work is what differs. Three proxies, one after the other, each loade
 - redis: the same with `failover_settings.redis_url` on a real redis-server on 127.0.0.1;
 - plain: plain LiteLLM, model groups `g<n>` of n deployments (one per key; its default
   simple-shuffle routing picks among them).
-Rounds rotate through the sizes, so drift hits them alike; `route_<n>_ratio` is the median over
-rounds of req/s at n keys over req/s at 2 in the same round. Start-up is measured too: from
+Rounds rotate through the sizes, each step after a random pause (JITTER_S), so drift and the
+proxy's periodic pauses hit them alike; `route_<n>_ratio` is the median over
+rounds of req/s at n keys over req/s at 2 in the same round, with a 95% bootstrap interval
+(`ratio_ci95`): single rounds move by tens of percent on a shared 2-vCPU machine. Start-up is measured too: from
 launch until the proxy answers /health/liveliness (`ready_s`), and until the first request on
 the biggest route was served (`startup_s`).
 """
@@ -18,6 +20,7 @@ the biggest route was served (`startup_s`).
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -27,7 +30,7 @@ from typing import Any
 
 import aiohttp
 from compare import COOLDOWN_S
-from load import AUTH, BODY, MASTER_KEY, Load, Upstream, load, median_rps, pooled, round_ratios
+from load import AUTH, BODY, MASTER_KEY, Load, Upstream, load, median_ci95, median_rps, pooled, round_ratios
 from rich.console import Console
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
@@ -35,6 +38,10 @@ from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 BASE = 2  # the small route every size is compared with
 SCALE_SIDES = ("memory", "redis", "plain")
 SECRET = "bench-key-s"
+# Each load step starts after a random pause of up to JITTER_S (a third of a step at most): a LiteLLM proxy under this load stops
+# for a full garbage collection (about 0.4 s) every 8-13 s, close to one round's length, and
+# without the jitter that pause can keep landing on the same route size round after round.
+JITTER_S = 1.0
 
 
 def _keys(n: int) -> dict[str, str]:
@@ -97,6 +104,7 @@ class ScaleSide:
             "p50_ms": {str(n): round(pooled(self.loads[n]).pct(50), 1) for n in self.sizes},
             "errors": {str(n): pooled(self.loads[n]).errors for n in self.sizes},
             "ratios": {str(n): self.ratio(n) for n in self.sizes if n != BASE},
+            "ratio_ci95": {str(n): median_ci95(self.ratios(n)) for n in self.sizes if n != BASE},
             "round_ratios": {str(n): self.ratios(n) for n in self.sizes if n != BASE},
         }
 
@@ -127,10 +135,12 @@ async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, rou
         for n in side.sizes:
             await load(url, side.model(n), 1, concurrency)
             side.loads[n] = []
+        jitter = random.Random(0)
         for r in range(rounds):
             say.print(f"[scale {side.name}] round {r + 1}/{rounds}: {seconds:g}s on each route ({', '.join(map(str, side.sizes))} keys)")
             k = r % len(side.sizes)
             for n in side.sizes[k:] + side.sizes[:k]:
+                await asyncio.sleep(jitter.uniform(0, min(JITTER_S, seconds / 3)))  # a periodic pause in the proxy cannot keep hitting one size
                 side.loads[n].append(await load(url, side.model(n), seconds, concurrency))
         side.rss_mb = proxy.rss_mb()
     finally:
