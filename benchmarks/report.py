@@ -83,6 +83,7 @@ def build(
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
         "tuned_first_failover_overhead_ms": round(tuned.first_failover_overhead_ms, 2),
         **{f"route_{n}_ratio": {name: s.ratio(n) for name, s in scaled.items()} for n in sizes},
+        **{f"route_{n}_alternating_ratio": {name: s.alternating_ratio(n) for name, s in scaled.items()} for n in sizes},
         "decision_us_p99": {store: {str(n): us for n, us in by_size.items()} for store, by_size in real.items()},
         "decision_core_us_p99": core["typical"],
         "decision_worst_us_p99": core["worst"],
@@ -143,7 +144,10 @@ METHOD = {
     "plain: LiteLLM model groups): req/s on a route over N keys of one backend (policy k; plain: a model group "
     "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, rounds rotating through the "
     "sizes, median of the ratios inside a round; route_scale.<proxy>.ratio_ci95: a 95% percentile-bootstrap "
-    "interval of that median over the rounds (seeded); route_scale.<proxy>.startup_s: launch to the first answer "
+    "interval of that median over the rounds (seeded); route_N_alternating_ratio: one request at a time, "
+    "the sizes in turn (scale.ALTERNATIONS each, on one connection), the 2-key route's median latency over the "
+    "N-key route's (like req/s at concurrency 1; the machine's noise hits every size alike); "
+    "route_scale.<proxy>.startup_s: launch to the first answer "
     "on the biggest route",
     "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
     "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
@@ -201,6 +205,8 @@ def show(results: dict[str, Any], concurrency: int) -> None:
                 shown = f" ({ratio}x" + (f", 95% {ci[0]}-{ci[1]}" if ci else "") + ")" if ratio is not None else ""
                 cells.append(f"{s['rps'][n]}{shown}")
             t.add_row(f"{n} keys", *cells)
+        for n in sizes[1:]:
+            t.add_row(f"{n} keys, one at a time", *(f"{s.get('alternating_ratio', {}).get(n)}x" for s in scale.values()))
         t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
         t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))
         console.print(t)

@@ -7,7 +7,8 @@ Phases, each bounded in time, traffic to 127.0.0.1 only:
    recovery settings, side by side: healthy and primary-down throughput, the first failover,
    recovery, every upstream down, streams.
 2. scale.py: req/s on routes over 1,000 and 10,000 keys against a route over 2, one proxy at a
-   time (plugin with the memory store, plugin with Redis, plain LiteLLM), and start-up time.
+   time (plugin with the memory store, plugin with Redis, plain LiteLLM), start-up time, and the
+   same sizes one request at a time in turn (alternating_ratio).
 3. decision.py: the real decision's p99 by store and route size; the pure core's.
 4. herd.py: failed calls when 200 requests arrive together at a primary that just failed.
 report.py turns the figures into the JSON (with each goal, met or not) and the tables.
@@ -32,7 +33,7 @@ from herd import HERD
 from herd import measure as measure_herd
 from report import build, show
 from rich.console import Console
-from scale import scale
+from scale import ALTERNATIONS, scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycles", type=int, default=3, help="outage/recovery cycles per side (default 3)")
     p.add_argument("--route-sizes", default="1000,10000", help="route sizes compared with a 2-key route (default 1000,10000)")
     p.add_argument("--scale-rounds", type=int, default=12, help="rounds through the route sizes, per proxy (default 12)")
+    p.add_argument("--alternations", type=int, default=ALTERNATIONS, help=f"requests per route size, one at a time (default {ALTERNATIONS})")
     p.add_argument("--decision-rounds", type=int, default=20000, help="timed decisions per size (default 20000)")
     args = p.parse_args(argv)
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sides = asyncio.run(compare(args.seconds, args.rounds, args.concurrency, args.cycles, say))
     sizes = [int(n) for n in args.route_sizes.split(",") if n.strip()]
-    scaled = asyncio.run(scale(sizes, args.seconds, args.scale_rounds, args.concurrency, say)) if sizes else {}
+    scaled = asyncio.run(scale(sizes, args.seconds, args.scale_rounds, args.concurrency, say, args.alternations)) if sizes else {}
     say.print("[decision] timing the real decision (runner + store) and the pure core")
     real = measure_real_decisions(rounds=max(200, args.decision_rounds // 4))
     core = measure_decisions(rounds=args.decision_rounds)

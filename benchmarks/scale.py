@@ -15,6 +15,10 @@ rounds of req/s at n keys over req/s at 2 in the same round, with a 95% bootstra
 (`ratio_ci95`): single rounds move by tens of percent on a shared 2-vCPU machine. Start-up is measured too: from
 launch until the proxy answers /health/liveliness (`ready_s`), and until the first request on
 the biggest route was served (`startup_s`).
+
+`alternating_ratio` answers the same question with the machine's noise cancelled rather than
+averaged: one request at a time, the sizes in turn (ALTERNATIONS each), so every size sees the
+machine as it is at that moment; the 2-key route's median latency over the n-key route's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,19 @@ from typing import Any
 
 import aiohttp
 from compare import COOLDOWN_S
-from load import AUTH, BODY, MASTER_KEY, Load, Upstream, load, median_ci95, median_rps, pooled, round_ratios
+from load import (
+    AUTH,
+    BODY,
+    MASTER_KEY,
+    Load,
+    Upstream,
+    load,
+    median_ci95,
+    median_rps,
+    one_request,
+    pooled,
+    round_ratios,
+)
 from rich.console import Console
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
@@ -42,6 +58,7 @@ SECRET = "bench-key-s"
 # for a full garbage collection (about 0.4 s) every 8-13 s, close to one round's length, and
 # without the jitter that pause can keep landing on the same route size round after round.
 JITTER_S = 1.0
+ALTERNATIONS = 400  # requests per route size, one at a time, the sizes in turn (alternating_ratio)
 
 
 def _keys(n: int) -> dict[str, str]:
@@ -83,6 +100,7 @@ class ScaleSide:
     startup_s: float = 0.0
     rss_mb: float | None = None
     loads: dict[int, list[Load]] = field(default_factory=dict)
+    alternating_ms: dict[int, list[float]] = field(default_factory=dict)  # one request at a time, sizes in turn
 
     def model(self, n: int) -> str:
         return f"g{n}" if self.name == "plain" else f"keys-{n}"
@@ -106,7 +124,15 @@ class ScaleSide:
             "ratios": {str(n): self.ratio(n) for n in self.sizes if n != BASE},
             "ratio_ci95": {str(n): median_ci95(self.ratios(n)) for n in self.sizes if n != BASE},
             "round_ratios": {str(n): self.ratios(n) for n in self.sizes if n != BASE},
+            "alternating_p50_ms": {str(n): round(statistics.median(v), 2) for n, v in self.alternating_ms.items() if v},
+            "alternating_ratio": {str(n): self.alternating_ratio(n) for n in self.sizes if n != BASE},
         }
+
+    def alternating_ratio(self, n: int) -> float | None:
+        """The 2-key route's median latency over the n-key route's, one request at a time with the
+        sizes in turn (like req/s at concurrency 1: above 1 is faster than the 2-key route)."""
+        a, b = self.alternating_ms.get(n), self.alternating_ms.get(BASE)
+        return round(statistics.median(b) / statistics.median(a), 3) if a and b else None
 
 
 async def _first_ok(url: str, model: str, limit_s: float) -> None:
@@ -122,7 +148,24 @@ async def _first_ok(url: str, model: str, limit_s: float) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, rounds: int, concurrency: int, say: Console) -> None:
+async def alternating(url: str, models: list[str], sizes: list[int], n: int) -> dict[int, list[float]]:
+    """`n` requests per model, one at a time on one connection, the models in turn (the order
+    rotating): every size sees the machine as it is at that moment, so what differs between
+    them is each request's own path through the proxy."""
+    out: dict[int, list[float]] = {size: [] for size in sizes}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for i in range(n):
+            k = i % len(sizes)
+            for model, size in list(zip(models, sizes, strict=True))[k:] + list(zip(models, sizes, strict=True))[:k]:
+                ok, ms, _ = await one_request(session, url, model)
+                if ok:
+                    out[size].append(ms)
+    return out
+
+
+async def _run_side(
+    side: ScaleSide, config: dict[str, Any], seconds: float, rounds: int, concurrency: int, say: Console, alternations: int
+) -> None:
     proxy = ProxyProcess(config, master_key=MASTER_KEY)
     t0 = time.perf_counter()
     try:
@@ -142,6 +185,8 @@ async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, rou
             for n in side.sizes[k:] + side.sizes[:k]:
                 await asyncio.sleep(jitter.uniform(0, min(JITTER_S, seconds / 3)))  # a periodic pause in the proxy cannot keep hitting one size
                 side.loads[n].append(await load(url, side.model(n), seconds, concurrency))
+        say.print(f"[scale {side.name}] {alternations} requests per route, one at a time, the sizes in turn")
+        side.alternating_ms = await alternating(url, [side.model(n) for n in side.sizes], side.sizes, alternations)
         side.rss_mb = proxy.rss_mb()
     finally:
         log = proxy.log_text()
@@ -149,7 +194,9 @@ async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, rou
         assert SECRET not in log, f"an API key reached the {side.name} scale proxy's log"
 
 
-async def scale(sizes: list[int], seconds: float, rounds: int, concurrency: int, say: Console) -> dict[str, ScaleSide]:
+async def scale(
+    sizes: list[int], seconds: float, rounds: int, concurrency: int, say: Console, alternations: int = ALTERNATIONS
+) -> dict[str, ScaleSide]:
     sizes = [BASE, *sorted(n for n in set(sizes) if n != BASE)]
     upstream = Upstream("pool")
     upstream.start()
@@ -165,7 +212,7 @@ async def scale(sizes: list[int], seconds: float, rounds: int, concurrency: int,
                 config = plain_config(upstream, sizes)
             else:
                 config = plugin_config(upstream, sizes, redis.url if name == "redis" else None)
-            await _run_side(side, config, seconds, rounds, concurrency, say)
+            await _run_side(side, config, seconds, rounds, concurrency, say, alternations)
     finally:
         upstream.stop()
         redis.close()

@@ -46,7 +46,7 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--json", str(out)]
     cmd += ["--seconds", "0.5", "--rounds", "1", "--cycles", "1", "--concurrency", "4", "--decision-rounds", "200"]
-    cmd += ["--route-sizes", "20,50", "--scale-rounds", "1"]
+    cmd += ["--route-sizes", "20,50", "--scale-rounds", "1", "--alternations", "5"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -64,6 +64,7 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
     for n in ("20", "50"):
         assert set(results[f"route_{n}_ratio"]) == SCALE
         assert all(r is not None and r > 0 for r in results[f"route_{n}_ratio"].values())
+        assert all(r is not None and r > 0 for r in results[f"route_{n}_alternating_ratio"].values())
     for proxy in results["route_scale"].values():
         assert proxy["errors"] == {"2": 0, "20": 0, "50": 0}
         assert proxy["startup_s"] > 0
