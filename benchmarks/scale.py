@@ -59,6 +59,7 @@ SECRET = "bench-key-s"
 # without the jitter that pause can keep landing on the same route size round after round.
 JITTER_S = 1.0
 ALTERNATIONS = 400  # requests per route size, one at a time, the sizes in turn (alternating_ratio)
+ALTERNATING_LIMIT_S = 60.0
 
 
 def _keys(n: int) -> dict[str, str]:
@@ -149,12 +150,15 @@ async def _first_ok(url: str, model: str, limit_s: float) -> None:
 
 
 async def alternating(url: str, models: list[str], sizes: list[int], n: int) -> dict[int, list[float]]:
-    """`n` requests per model, one at a time on one connection, the models in turn (the order
-    rotating): every size sees the machine as it is at that moment, so what differs between
+    """`n` requests per model (fewer if ALTERNATING_LIMIT_S runs out), one at a time on one
+    connection, the models in turn (the order rotating): every size sees the machine as it is at that moment, so what differs between
     them is each request's own path through the proxy."""
     out: dict[int, list[float]] = {size: [] for size in sizes}
+    deadline = time.perf_counter() + ALTERNATING_LIMIT_S  # plain LiteLLM's 10,000-deployment group takes 0.3 s a request
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for i in range(n):
+            if time.perf_counter() > deadline:
+                break
             k = i % len(sizes)
             for model, size in list(zip(models, sizes, strict=True))[k:] + list(zip(models, sizes, strict=True))[:k]:
                 ok, ms, _ = await one_request(session, url, model)
@@ -217,3 +221,13 @@ async def scale(
         upstream.stop()
         redis.close()
     return out
+
+
+if __name__ == "__main__":  # the route-size phase alone: python benchmarks/scale.py [rounds] (default 3)
+    import json
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    sides = asyncio.run(scale([1000, 10000], 3.0, rounds, 20, Console(stderr=True, markup=False)))
+    print(json.dumps({name: side.results() for name, side in sides.items()}, indent=1))
