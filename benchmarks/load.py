@@ -166,8 +166,9 @@ def paired(a: list[Load], b: list[Load]) -> float | None:
 
 def median_ci95(ratios: list[float], resamples: int = 4000) -> list[float] | None:
     """A 95% interval for the median of `ratios` (percentile bootstrap over the rounds, seeded so
-    a result reproduces): how far the machine's noise leaves the median uncertain."""
-    if len(ratios) < 3:
+    a result reproduces): how far the rounds' noise leaves the median uncertain, within one
+    proxy's life (not run to run). None below 6 rounds, where it would only be [min, max]."""
+    if len(ratios) < 6:
         return None
     pick = random.Random(0).choices
     medians = sorted(statistics.median(pick(ratios, k=len(ratios))) for _ in range(resamples))

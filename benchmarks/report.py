@@ -12,7 +12,7 @@ from herd import HERD
 from load import paired, round_ratios
 from rich.console import Console
 from rich.table import Table
-from scale import BASE, ScaleSide
+from scale import ALTERNATING_LIMIT_S, BASE, JITTER_S, ScaleSide
 from streams import CUT_AFTER, overhead_ms
 
 # (key, how to read it, threshold): each is met when the figure is >= (or <=) the threshold
@@ -112,6 +112,9 @@ def build(
             "seconds_per_round": args.seconds,
             "rounds": args.rounds,
             "scale_rounds": args.scale_rounds,
+            "scale_pause_s": JITTER_S,
+            "alternations": args.alternations,
+            "alternating_limit_s": ALTERNATING_LIMIT_S,
         },
     }
     results["goals"] = goals(results)
@@ -206,7 +209,8 @@ def show(results: dict[str, Any], concurrency: int) -> None:
                 cells.append(f"{s['rps'][n]}{shown}")
             t.add_row(f"{n} keys", *cells)
         for n in sizes[1:]:
-            t.add_row(f"{n} keys, one at a time", *(f"{s.get('alternating_ratio', {}).get(n)}x" for s in scale.values()))
+            alt = [s.get("alternating_ratio", {}).get(n) for s in scale.values()]
+            t.add_row(f"{n} keys, one at a time", *(f"{v}x" if v is not None else "-" for v in alt))
         t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
         t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))
         console.print(t)

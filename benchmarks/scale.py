@@ -54,7 +54,7 @@ from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 BASE = 2  # the small route every size is compared with
 SCALE_SIDES = ("memory", "redis", "plain")
 SECRET = "bench-key-s"
-# Each load step starts after a random pause of up to JITTER_S (a third of a step at most): a LiteLLM proxy under this load stops
+# Each load step starts after a seeded pseudo-random pause of up to JITTER_S (a third of a step at most): a LiteLLM proxy under this load stops
 # for a full garbage collection (about 0.4 s) every 8-13 s, close to one round's length, and
 # without the jitter that pause can keep landing on the same route size round after round.
 JITTER_S = 1.0
@@ -126,6 +126,7 @@ class ScaleSide:
             "ratio_ci95": {str(n): median_ci95(self.ratios(n)) for n in self.sizes if n != BASE},
             "round_ratios": {str(n): self.ratios(n) for n in self.sizes if n != BASE},
             "alternating_p50_ms": {str(n): round(statistics.median(v), 2) for n, v in self.alternating_ms.items() if v},
+            "alternating_n": {str(n): len(v) for n, v in self.alternating_ms.items()},
             "alternating_ratio": {str(n): self.alternating_ratio(n) for n in self.sizes if n != BASE},
         }
 
@@ -230,4 +231,8 @@ if __name__ == "__main__":  # the route-size phase alone: python benchmarks/scal
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     sides = asyncio.run(scale([1000, 10000], 3.0, rounds, 20, Console(stderr=True, markup=False)))
-    print(json.dumps({name: side.results() for name, side in sides.items()}, indent=1))
+    from importlib.metadata import version
+
+    settings = {"litellm": version("litellm"), "cpus": os.cpu_count(), "rounds": rounds, "seconds_per_round": 3.0}
+    settings |= {"concurrency": 20, "pause_s": JITTER_S, "alternations": ALTERNATIONS, "alternating_limit_s": ALTERNATING_LIMIT_S}
+    print(json.dumps({"settings": settings, "route_scale": {name: side.results() for name, side in sides.items()}}, indent=1))
