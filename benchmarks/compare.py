@@ -11,9 +11,10 @@ LiteLLM's best recovery settings), each proxy with its own primary and backup up
   deployment is filtered out of its group and put in cooldown for `cooldown_time` every round).
 All use `num_retries: 0` and `allowed_fails: 1`; plugin and plain `cooldown_time: 10` (the seed's).
 
-Phases per side: healthy throughput and throughput while the primary is down (interleaved
-rounds); the first request after the primary dies (sequential); recovery time after it returns;
-every upstream down for a few seconds.
+Phases per side: healthy throughput and throughput while the primary is down (short windows,
+the six streams of the three proxies taking turns: load.interleaved); the first request after
+the primary dies (sequential); recovery time after it returns; every upstream down for a few
+seconds.
 
 first_failover_overhead_ms is what the first request after the primary dies costs its client
 beyond the same request with the primary up, end to end: the median latency of that first
@@ -40,10 +41,12 @@ from load import (
     AUTH,
     HOST,
     MASTER_KEY,
-    Load,
     Upstream,
+    Window,
+    interleaved,
     load,
     median_rps,
+    of,
     one_request,
     pooled,
     recovery_seconds,
@@ -56,6 +59,7 @@ from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, ttft
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 
 COOLDOWN_S = 10
+COMPARE_S = 180.0  # seconds of windows, the six streams in turn (30 s each)
 TUNED_COOLDOWN_S = 1  # LiteLLM's cooldown_time is whole seconds in practice; 1 is the shortest that still cools
 TUNED_HEALTH_INTERVAL_S = 1  # general_settings.health_check_interval is an int
 FULL_OUTAGE_S = 4.0  # shorter than the plugin's queue max_wait_s (20)
@@ -135,8 +139,7 @@ class Side:
     model: str  # served by the primary while it is up
     down_model: str  # the same, over a primary that never answers
     startup_s: float = 0.0
-    healthy: list[Load] = field(default_factory=list)
-    outage: list[Load] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)  # this side's, of the run where every side took turns
     first_failover_ms: list[float] = field(default_factory=list)
     healthy_idle_ms: list[float] = field(default_factory=list)  # healthy, sent as a first failover is (first_failover)
     back_to_back_ms: list[float] = field(default_factory=list)  # healthy, sequential on one connection
@@ -176,6 +179,14 @@ class Side:
         self.backup.stop()
         for secret in ("bench-key-p1", "bench-key-b1"):
             assert secret not in log, f"an API key reached the {self.name} proxy log"
+
+    @property
+    def healthy(self) -> list[Window]:
+        return of(self.windows, f"{self.name}:healthy")
+
+    @property
+    def outage(self) -> list[Window]:
+        return of(self.windows, f"{self.name}:outage")
 
     @property
     def healthy_seq_ms(self) -> float:
@@ -251,12 +262,13 @@ async def full_outage(side: Side, outage_s: float, requests: int) -> tuple[int, 
     return sum(results), requests
 
 
-async def compare(seconds: float, rounds: int, concurrency: int, cycles: int, say: Console) -> dict[str, Side]:
+async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, Side], list[Window]]:
     """Every proxy runs at once; load goes to one at a time.
 
-    Each round measures, back to back, every side healthy, then every side with its primary
-    down (the order rotates). On a shared machine the CPU speed drifts by tens of percent
-    within seconds; ratios taken inside a round, then the median over rounds, are what stays put.
+    The throughput figures come from short windows of load, the sides' healthy and primary-down
+    streams taking turns for `seconds` (load.interleaved): on a shared machine the CPU speed moves
+    by tens of percent within seconds, and ratios between windows a fraction of a second apart
+    (load.window_ratios) are what stays put. Returns the sides and every window, in order.
     """
     sides: dict[str, Side] = {}
     try:
@@ -265,15 +277,17 @@ async def compare(seconds: float, rounds: int, concurrency: int, cycles: int, sa
         plugin, plain = sides["plugin"], sides["plain"]
         say.print("proxies up; warming up (and letting the dead primaries cool down)")
         for side in sides.values():
-            await load(side.url, side.model, 2, concurrency)
-            await load(side.url, side.down_model, 2, concurrency)
-            side.upstream_rps = (await load(f"{side.backup.url}/chat/completions", "model", 2, concurrency)).rps
-        steps = [(side, phase) for phase in ("healthy", "outage") for side in sides.values()]
-        for r in range(rounds):
-            say.print(f"round {r + 1}/{rounds}: {seconds:g}s each of healthy and primary-down load, {len(sides)} proxies")
-            for side, phase in steps[r % len(steps) :] + steps[: r % len(steps)]:
-                model = side.model if phase == "healthy" else side.down_model
-                getattr(side, phase).append(await load(side.url, model, seconds, concurrency))
+            await load(side.url, side.model, 2, 5)
+            await load(side.url, side.down_model, 2, 5)
+            side.upstream_rps = (await load(f"{side.backup.url}/chat/completions", "model", 2, 5)).rps
+        streams = {}
+        for side in sides.values():
+            streams[f"{side.name}:healthy"] = (side.url, side.model)
+            streams[f"{side.name}:outage"] = (side.url, side.down_model)
+        say.print(f"{seconds:g} s of short windows, healthy and primary down on each of {len(sides)} proxies in turn")
+        windows = await interleaved(streams, list(streams), seconds)
+        for side in sides.values():
+            side.windows = [w for w in windows if w.stream.startswith(f"{side.name}:")]
         say.print(f"[streams] time to first token, {TTFT_REQUESTS} streamed requests each, alternating")
         plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS, AUTH)
         say.print(f"[streams] a primary key that cuts every stream after {CUT_AFTER} tokens, continue mode")
@@ -287,7 +301,7 @@ async def compare(seconds: float, rounds: int, concurrency: int, cycles: int, sa
         for side in sides.values():
             say.print(f"[{side.name}] every upstream down for {FULL_OUTAGE_S:.0f}s, {FULL_OUTAGE_REQUESTS} requests")
             side.full_outage = await full_outage(side, FULL_OUTAGE_S, FULL_OUTAGE_REQUESTS)
-        return sides
+        return sides, windows
     finally:
         for side in sides.values():
             side.stop()
@@ -297,12 +311,12 @@ def side_results(s: Side) -> dict[str, Any]:
     healthy, outage = pooled(s.healthy), pooled(s.outage)
     return {
         "healthy_rps": round(median_rps(s.healthy), 1),
-        "healthy_rps_rounds": [round(x.rps, 1) for x in s.healthy],
+        "healthy_windows": len(s.healthy),
         "healthy_p50_ms": round(healthy.pct(50), 1),
         "healthy_p99_ms": round(healthy.pct(99), 1),
         "healthy_errors": healthy.errors,
         "outage_rps": round(median_rps(s.outage), 1),
-        "outage_rps_rounds": [round(x.rps, 1) for x in s.outage],
+        "outage_windows": len(s.outage),
         "outage_p50_ms": round(outage.pct(50), 1),
         "outage_p99_ms": round(outage.pct(99), 1),
         "outage_errors": outage.errors,

@@ -1,9 +1,19 @@
 """What every benchmark phase shares: the fake upstream process, the client, closed-loop load and
-the paired ratios. Traffic goes to 127.0.0.1 only."""
+the paired ratios. Traffic goes to 127.0.0.1 only.
+
+Throughput ratios come from `interleaved`: short windows of closed-loop load, the streams being
+compared taking turns, each window's req/s set against the other stream's at the same moment
+(`window_ratios`). On a shared 2-vCPU guest the speed of the machine moves by tens of percent
+from one second to the next; 3-second steps measured back to back left a ratio's median over 12
+rounds uncertain by +-5-7% (two identical routes came out at 0.94), 0.15-second windows taking
+turns leave it within about +-1.5% in the same time, because each comparison is made within a
+fraction of a second.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 import secrets
 import socket
@@ -153,21 +163,106 @@ async def recovery_seconds(url: str, model: str, primary_port: str, limit_s: flo
     return None
 
 
-def round_ratios(a: list[Load], b: list[Load]) -> list[float]:
-    """a's req/s over b's, round by round (the two measured back to back)."""
-    return [round(x.rps / y.rps, 3) for x, y in zip(a, b, strict=False) if y.rps]
+WINDOW_S = 0.15  # how long the clients of one window keep sending; the window ends when the last returns
+# Clients per window: enough to keep a proxy CPU-bound (the plugin's proxy serves about as many
+# req/s at 5 as at 20 on a 2-vCPU machine), few enough that a window is many requests long.
+WINDOW_CONCURRENCY = 5
 
 
-def paired(a: list[Load], b: list[Load]) -> float | None:
-    """Median over rounds of a's req/s over b's in the same round."""
-    ratios = round_ratios(a, b)
+@dataclass
+class Window(Load):
+    """One window of `interleaved` load: one stream's requests, `started` on the perf_counter."""
+
+    stream: str = ""
+    started: float = 0.0
+
+
+async def _window(session: aiohttp.ClientSession, url: str, model: str, stream: str, window_s: float, concurrency: int) -> Window:
+    started = time.perf_counter()
+    out = Window(window_s, stream=stream, started=started)
+    deadline = started + window_s
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            ok, ms, port = await one_request(session, url, model)
+            if ok:
+                out.ok += 1
+                out.latencies_ms.append(ms)
+                out.served_by[port] += 1
+            else:
+                out.errors += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    out.seconds = time.perf_counter() - started  # until the window's last request returned
+    return out
+
+
+async def interleaved(
+    streams: dict[str, tuple[str, str]],
+    order: list[str],
+    duration_s: float,
+    window_s: float = WINDOW_S,
+    concurrency: int = WINDOW_CONCURRENCY,
+) -> list[Window]:
+    """Closed-loop load in short windows, the streams (name -> (url, model)) taking turns in
+    `order` (a name may come more than once) until `duration_s` has passed: in each window
+    `concurrency` clients send one stream's requests for `window_s`, and the window ends when the
+    last of them has returned, so windows never overlap. One connection pool per proxy, kept open
+    for the whole run."""
+    pools: dict[str, aiohttp.ClientSession] = {}
+    out: list[Window] = []
+    try:
+        for url, _ in streams.values():
+            if url not in pools:
+                connector = aiohttp.TCPConnector(limit=concurrency)
+                pools[url] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), connector=connector)
+        end = time.perf_counter() + duration_s
+        i = 0
+        while time.perf_counter() < end:
+            name = order[i % len(order)]
+            url, model = streams[name]
+            out.append(await _window(pools[url], url, model, name, window_s, concurrency))
+            i += 1
+    finally:
+        for session in pools.values():
+            await session.close()
+    return out
+
+
+def of(windows: list[Window], stream: str) -> list[Window]:
+    return [w for w in windows if w.stream == stream]
+
+
+def window_ratios(windows: list[Window], a: str, b: str) -> list[float]:
+    """a's req/s over b's at the same moment, one ratio per window of a: b's req/s there is
+    interpolated, linearly in time, between b's windows just before and just after it (a window
+    with no b window on one side has no ratio), so a drift of the machine's speed cancels."""
+    bs = [w for w in of(windows, b) if w.seconds]
+    starts = [w.started for w in bs]
+    out = []
+    for w in of(windows, a):
+        i = bisect.bisect_left(starts, w.started)
+        if i == 0 or i == len(bs) or not w.seconds:
+            continue
+        before, after = bs[i - 1], bs[i]
+        share = (w.started - before.started) / (after.started - before.started)
+        at = before.rps + (after.rps - before.rps) * share
+        if at > 0:
+            out.append(round(w.rps / at, 3))
+    return out
+
+
+def window_ratio(windows: list[Window], a: str, b: str) -> float | None:
+    """The median of `window_ratios`."""
+    ratios = window_ratios(windows, a, b)
     return round(statistics.median(ratios), 3) if ratios else None
 
 
 def median_ci95(ratios: list[float], resamples: int = 4000) -> list[float] | None:
-    """A 95% interval for the median of `ratios` (percentile bootstrap over the rounds, seeded so
-    a result reproduces): how far the rounds' noise leaves the median uncertain, within one
-    proxy's life (not run to run). None below 6 rounds, where it would only be [min, max]."""
+    """A 95% interval for the median of `ratios` (percentile bootstrap over the windows, seeded so
+    a result reproduces): how far the windows' noise leaves the median uncertain, within one
+    proxy's life (not run to run; neighbouring windows share the interpolated baseline, so it is
+    somewhat narrow). None below 6 ratios, where it would only be [min, max]."""
     if len(ratios) < 6:
         return None
     pick = random.Random(0).choices

@@ -9,10 +9,10 @@ from typing import Any
 
 from compare import FULL_OUTAGE_REQUESTS, FULL_OUTAGE_S, TTFT_REQUESTS, Side, side_results
 from herd import HERD
-from load import paired, round_ratios
+from load import WINDOW_CONCURRENCY, WINDOW_S, Window, median_ci95, window_ratio, window_ratios
 from rich.console import Console
 from rich.table import Table
-from scale import ALTERNATING_LIMIT_S, BASE, JITTER_S, ScaleSide
+from scale import ALTERNATING_LIMIT_S, TWIN, ScaleSide
 from streams import CUT_AFTER, overhead_ms
 
 # (key, how to read it, threshold): each is met when the figure is >= (or <=) the threshold
@@ -57,8 +57,19 @@ def _r(x: float | None, digits: int = 2) -> float | None:
     return round(x, digits) if x is not None else None
 
 
+# (figure, stream, over stream) of the comparison's windows
+COMPARE_RATIOS = [
+    ("healthy_ratio", "plugin:healthy", "plain:healthy"),
+    ("healthy_ratio_vs_tuned", "plugin:healthy", "plain-tuned:healthy"),
+    ("outage_ratio", "plugin:outage", "plugin:healthy"),
+    ("native_outage_ratio", "plain:outage", "plain:healthy"),
+    ("tuned_outage_ratio", "plain-tuned:outage", "plain-tuned:healthy"),
+]
+
+
 def build(
     sides: dict[str, Side],
+    windows: list[Window],
     scaled: dict[str, ScaleSide],
     real: dict[str, dict[int, float]],
     core: dict[str, dict[int, float]],
@@ -66,13 +77,9 @@ def build(
     args: Any,
 ) -> dict[str, Any]:
     plugin, plain, tuned = sides["plugin"], sides["plain"], sides["plain-tuned"]
-    sizes = [n for n in next(iter(scaled.values())).sizes if n != BASE] if scaled else []
+    compared = next(iter(scaled.values())).compared if scaled else []
     results: dict[str, Any] = {
-        "healthy_ratio": paired(plugin.healthy, plain.healthy),
-        "healthy_ratio_vs_tuned": paired(plugin.healthy, tuned.healthy),
-        "outage_ratio": paired(plugin.outage, plugin.healthy),
-        "native_outage_ratio": paired(plain.outage, plain.healthy),
-        "tuned_outage_ratio": paired(tuned.outage, tuned.healthy),
+        **{key: window_ratio(windows, a, b) for key, a, b in COMPARE_RATIOS},
         "full_outage_success_rate": round(plugin.full_outage[0] / plugin.full_outage[1], 3),
         "native_full_outage_success_rate": round(plain.full_outage[0] / plain.full_outage[1], 3),
         "tuned_full_outage_success_rate": round(tuned.full_outage[0] / tuned.full_outage[1], 3),
@@ -82,8 +89,8 @@ def build(
         "first_failover_overhead_ms": round(plugin.first_failover_overhead_ms, 2),
         "native_first_failover_overhead_ms": round(plain.first_failover_overhead_ms, 2),
         "tuned_first_failover_overhead_ms": round(tuned.first_failover_overhead_ms, 2),
-        **{f"route_{n}_ratio": {name: s.ratio(n) for name, s in scaled.items()} for n in sizes},
-        **{f"route_{n}_alternating_ratio": {name: s.alternating_ratio(n) for name, s in scaled.items()} for n in sizes},
+        **{f"route_{n}_ratio": {name: s.ratio(n) for name, s in scaled.items()} for n in compared},
+        **{f"route_{n}_alternating_ratio": {name: s.alternating_ratio(n) for name, s in scaled.items()} for n in compared},
         "decision_us_p99": {store: {str(n): us for n, us in by_size.items()} for store, by_size in real.items()},
         "decision_core_us_p99": core["typical"],
         "decision_worst_us_p99": core["worst"],
@@ -93,13 +100,8 @@ def build(
         "stream_ttft_p50_ms": {s.name: round(statistics.median(s.ttft_ms), 2) for s in (plugin, plain)},
         "midstream_recovery_s": round(statistics.median(plugin.midstream_recovery_s), 3) if plugin.midstream_recovery_s else None,
         "midstream_recovery_samples_s": [round(x, 3) for x in plugin.midstream_recovery_s],
-        "round_ratios": {
-            "healthy": round_ratios(plugin.healthy, plain.healthy),
-            "healthy_vs_tuned": round_ratios(plugin.healthy, tuned.healthy),
-            "outage": round_ratios(plugin.outage, plugin.healthy),
-            "native_outage": round_ratios(plain.outage, plain.healthy),
-            "tuned_outage": round_ratios(tuned.outage, tuned.healthy),
-        },
+        "ratio_ci95": {key: median_ci95(window_ratios(windows, a, b)) for key, a, b in COMPARE_RATIOS},
+        "window_ratios": {key: window_ratios(windows, a, b) for key, a, b in COMPARE_RATIOS},
         "sides": {s.name: side_results(s) for s in sides.values()},
         "route_scale": {name: s.results() for name, s in scaled.items()},
         "method": METHOD,
@@ -108,11 +110,11 @@ def build(
             "python": platform.python_version(),
             "platform": platform.platform(),
             "litellm": _litellm_version(),
-            "concurrency": args.concurrency,
-            "seconds_per_round": args.seconds,
-            "rounds": args.rounds,
-            "scale_rounds": args.scale_rounds,
-            "scale_pause_s": JITTER_S,
+            "concurrency": WINDOW_CONCURRENCY,
+            "window_s": WINDOW_S,
+            "compare_s": args.compare_s,
+            "cycles": args.cycles,
+            "scale_s": args.scale_s,
             "alternations": args.alternations,
             "alternating_limit_s": ALTERNATING_LIMIT_S,
         },
@@ -131,8 +133,11 @@ def _litellm_version() -> str:
 METHOD = {
     "recovery_s": "median over the cycles of: seconds from the primary's restart, right after it "
     "entered a fresh cooldown, to the first request it serves (worst case for cooldown-based recovery)",
-    "ratios": "req/s of closed-loop load at the given concurrency; each ratio is the median over "
-    "rounds of the ratio inside one round (measured back to back), so machine drift cancels",
+    "ratios": f"req/s of closed-loop load, {WINDOW_CONCURRENCY} clients, in windows of {WINDOW_S:g} s (each ends when its "
+    "last request returns), the streams compared taking turns (load.interleaved); a ratio is the median over a's "
+    "windows of a's req/s over b's at the same moment, b's interpolated between its windows just before and after "
+    "(load.window_ratios); ratio_ci95: a 95% percentile-bootstrap interval of that median over the windows (seeded); "
+    "window_ratios: every window's",
     "outage": "primary down = a second route (plugin) or model group (plain) whose primary's port "
     "has no listener, so every proxy sees connection refused, cools it down and retries it as usual",
     "tuned": "plain-tuned: plain LiteLLM with cooldown_time 1, general_settings.background_health_checks, "
@@ -145,9 +150,9 @@ METHOD = {
     "against back-to-back healthy requests instead",
     "route_N_ratio": "by proxy (memory: the plugin's memory store; redis: the plugin on a local redis-server; "
     "plain: LiteLLM model groups): req/s on a route over N keys of one backend (policy k; plain: a model group "
-    "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, rounds rotating through the "
-    "sizes, median of the ratios inside a round; route_scale.<proxy>.ratio_ci95: a 95% percentile-bootstrap "
-    "interval of that median over the rounds (seeded); route_N_alternating_ratio: one request at a time, "
+    "of N deployments) over req/s on a route over 2 keys, same proxy, healthy, windows in the order 2, 1000, 2, "
+    "10000, 2, twin, ... (see ratios); route_twin_ratio: the same for another route over 2 keys (what the method "
+    "reads when there is no difference); route_scale.<proxy>.ratio_ci95: the intervals; route_N_alternating_ratio: one request at a time, "
     "the sizes in turn (scale.ALTERNATIONS each, on one connection), the 2-key route's median latency over the "
     "N-key route's (like req/s at concurrency 1; the machine's noise hits every size alike); "
     "route_scale.<proxy>.startup_s: launch to the first answer "
@@ -168,10 +173,10 @@ METHOD = {
 }
 
 
-def show(results: dict[str, Any], concurrency: int) -> None:
+def show(results: dict[str, Any]) -> None:
     console = Console()
     names = list(results["sides"])
-    table = Table(title=f"plugin vs plain LiteLLM ({os.cpu_count()} CPUs, concurrency {concurrency})")
+    table = Table(title=f"plugin vs plain LiteLLM ({os.cpu_count()} CPUs, {WINDOW_CONCURRENCY} clients)")
     for col in ("", *names):
         table.add_column(col, justify="right" if col else "left")
 
@@ -197,7 +202,7 @@ def show(results: dict[str, Any], concurrency: int) -> None:
     scale = results["route_scale"]
     if scale:
         sizes = list(next(iter(scale.values()))["rps"])
-        t = Table(title="req/s by route size, healthy, one proxy each (ratio to the 2-key route)")
+        t = Table(title=f"req/s by route size, healthy, one proxy each (ratio to the 2-key route; {TWIN}: another 2-key route)")
         for col in ("", *scale):
             t.add_column(col, justify="right" if col else "left")
         for n in sizes:
@@ -207,16 +212,16 @@ def show(results: dict[str, Any], concurrency: int) -> None:
                 ci = s.get("ratio_ci95", {}).get(n)
                 shown = f" ({ratio}x" + (f", 95% {ci[0]}-{ci[1]}" if ci else "") + ")" if ratio is not None else ""
                 cells.append(f"{s['rps'][n]}{shown}")
-            t.add_row(f"{n} keys", *cells)
+            t.add_row(n if n == TWIN else f"{n} keys", *cells)
         for n in sizes[1:]:
             alt = [s.get("alternating_ratio", {}).get(n) for s in scale.values()]
-            t.add_row(f"{n} keys, one at a time", *(f"{v}x" if v is not None else "-" for v in alt))
+            t.add_row(f"{n}{'' if n == TWIN else ' keys'}, one at a time", *(f"{v}x" if v is not None else "-" for v in alt))
         t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
         t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))
         console.print(t)
+    ci = results["ratio_ci95"]
     console.print(
-        f"healthy_ratio (plugin / plain) = {results['healthy_ratio']}   outage_ratio = {results['outage_ratio']}   "
-        f"native_outage_ratio = {results['native_outage_ratio']}   tuned_outage_ratio = {results['tuned_outage_ratio']}\n"
+        "\n".join(f"{key} = {results[key]} (95% {ci[key]})" for key, _, _ in COMPARE_RATIOS) + "\n"
         f"decision_us_p99 (runner + store) = {results['decision_us_p99']}\n"
         f"pure core p99 = {results['decision_core_us_p99']} us   worst = {results['decision_worst_us_p99']} us\n"
         f"herd_failed_calls = {results['herd_failed_calls']} of {HERD} "

@@ -9,22 +9,22 @@ per-request work is what differs. Three proxies, one after the other, each loade
 - redis: the same with `failover_settings.redis_url` on a real redis-server on 127.0.0.1;
 - plain: plain LiteLLM, model groups `g<n>` of n deployments (one per key; its default
   simple-shuffle routing picks among them).
-Rounds rotate through the sizes, each step after a random pause (JITTER_S), so drift and the
-proxy's periodic pauses hit them alike; `route_<n>_ratio` is the median over
-rounds of req/s at n keys over req/s at 2 in the same round, with a 95% bootstrap interval
-(`ratio_ci95`): single rounds move by tens of percent on a shared 2-vCPU machine. Start-up is measured too: from
-launch until the proxy answers /health/liveliness (`ready_s`), and until the first request on
-the biggest route was served (`startup_s`).
+Each proxy also has a twin of the 2-key route (`keys-twin` / `gtwin`: 2 other keys): the same
+work measured the same way, so `route_twin_ratio` shows how far the method itself reads off 1.
 
-`alternating_ratio` answers the same question with the machine's noise cancelled rather than
-averaged: one request at a time, the sizes in turn (ALTERNATIONS each), so every size sees the
-machine as it is at that moment; the 2-key route's median latency over the n-key route's.
+`route_<n>_ratio`: short windows of load (load.interleaved) in the order 2, 1000, 2, 10000, 2,
+twin, ... for SCALE_S seconds, each window's req/s over the 2-key route's at that moment
+(load.window_ratios), median over the windows, with a 95% bootstrap interval (`ratio_ci95`).
+Start-up is measured too: from launch until the proxy answers /health/liveliness (`ready_s`),
+and until the first request on the biggest route was served (`startup_s`).
+
+`alternating_ratio` asks the same at concurrency 1: one request at a time, the sizes in turn
+(ALTERNATIONS each); the 2-key route's median latency over the n-key route's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import sys
 import time
@@ -38,38 +38,39 @@ from load import (
     AUTH,
     BODY,
     MASTER_KEY,
-    Load,
     Upstream,
+    Window,
+    interleaved,
     load,
     median_ci95,
     median_rps,
+    of,
     one_request,
     pooled,
-    round_ratios,
+    window_ratios,
 )
 from rich.console import Console
 
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 
-BASE = 2  # the small route every size is compared with
+BASE = "2"  # the small route every size is compared with
+TWIN = "twin"  # another route over 2 keys: what the method reads when there is no difference
 SCALE_SIDES = ("memory", "redis", "plain")
 SECRET = "bench-key-s"
-# Each load step starts after a seeded pseudo-random pause of up to JITTER_S (a third of a step at most): a LiteLLM proxy under this load stops
-# for a full garbage collection (about 0.4 s) every 8-13 s, close to one round's length, and
-# without the jitter that pause can keep landing on the same route size round after round.
-JITTER_S = 1.0
+SCALE_S = 150.0  # seconds of windows per proxy
 ALTERNATIONS = 400  # requests per route size, one at a time, the sizes in turn (alternating_ratio)
 ALTERNATING_LIMIT_S = 60.0
 
 
-def _keys(n: int) -> dict[str, str]:
-    return {f"k{i}": f"{SECRET}{n}-{i}" for i in range(n)}
+def _keys(name: str) -> dict[str, str]:
+    n = 2 if name == TWIN else int(name)
+    return {f"k{i}": f"{SECRET}{name}-{i}" for i in range(n)}
 
 
-def plugin_config(upstream: Upstream, sizes: list[int], redis_url: str | None) -> dict[str, Any]:
+def plugin_config(upstream: Upstream, names: list[str], redis_url: str | None) -> dict[str, Any]:
     section: dict[str, Any] = {
-        "backends": {f"pool{n}": {"provider": "openai", "api_base": upstream.url, "api_keys": _keys(n)} for n in sizes},
-        "routes": {f"keys-{n}": {"policy": "k", "elements": [f"pool{n}:model"]} for n in sizes},
+        "backends": {f"pool{n}": {"provider": "openai", "api_base": upstream.url, "api_keys": _keys(n)} for n in names},
+        "routes": {f"keys-{n}": {"policy": "k", "elements": [f"pool{n}:model"]} for n in names},
         "health_checks": {"interval_s": 1, "timeout_s": 2},
         "queue": {"max_wait_s": 20, "max_size": 500},
     }
@@ -82,11 +83,11 @@ def plugin_config(upstream: Upstream, sizes: list[int], redis_url: str | None) -
     }
 
 
-def plain_config(upstream: Upstream, sizes: list[int]) -> dict[str, Any]:
+def plain_config(upstream: Upstream, names: list[str]) -> dict[str, Any]:
     return {
         "model_list": [
             {"model_name": f"g{n}", "litellm_params": {"model": "openai/model", "api_base": upstream.url, "api_key": value}}
-            for n in sizes
+            for n in names
             for value in _keys(n).values()
         ],
         "router_settings": {"num_retries": 0, "allowed_fails": 1, "cooldown_time": COOLDOWN_S},
@@ -95,21 +96,36 @@ def plain_config(upstream: Upstream, sizes: list[int]) -> dict[str, Any]:
 
 @dataclass
 class ScaleSide:
+    """One proxy's figures. `names`: the routes by size ("2", "1000", "10000"), then the twin."""
+
     name: str
-    sizes: list[int]
+    names: list[str]
     ready_s: float = 0.0
     startup_s: float = 0.0
     rss_mb: float | None = None
-    loads: dict[int, list[Load]] = field(default_factory=dict)
-    alternating_ms: dict[int, list[float]] = field(default_factory=dict)  # one request at a time, sizes in turn
+    windows: list[Window] = field(default_factory=list)
+    alternating_ms: dict[str, list[float]] = field(default_factory=dict)  # one request at a time, sizes in turn
 
-    def model(self, n: int) -> str:
+    @property
+    def sizes(self) -> list[str]:
+        return [n for n in self.names if n != TWIN]
+
+    @property
+    def compared(self) -> list[str]:
+        """Every route measured against the 2-key one: the bigger sizes, then the twin."""
+        return [n for n in self.names if n != BASE]
+
+    def model(self, n: str) -> str:
         return f"g{n}" if self.name == "plain" else f"keys-{n}"
 
-    def ratios(self, n: int) -> list[float]:
-        return round_ratios(self.loads[n], self.loads[BASE])
+    def order(self) -> list[str]:
+        """The windows' order: the 2-key route between every other."""
+        return [x for n in self.compared for x in (BASE, n)]
 
-    def ratio(self, n: int) -> float | None:
+    def ratios(self, n: str) -> list[float]:
+        return window_ratios(self.windows, n, BASE)
+
+    def ratio(self, n: str) -> float | None:
         r = self.ratios(n)
         return round(statistics.median(r), 3) if r else None
 
@@ -118,19 +134,19 @@ class ScaleSide:
             "ready_s": round(self.ready_s, 1),
             "startup_s": round(self.startup_s, 1),
             "proxy_rss_mb": round(self.rss_mb, 1) if self.rss_mb else None,
-            "rps": {str(n): round(median_rps(self.loads[n]), 1) for n in self.sizes},
-            "rps_rounds": {str(n): [round(x.rps, 1) for x in self.loads[n]] for n in self.sizes},
-            "p50_ms": {str(n): round(pooled(self.loads[n]).pct(50), 1) for n in self.sizes},
-            "errors": {str(n): pooled(self.loads[n]).errors for n in self.sizes},
-            "ratios": {str(n): self.ratio(n) for n in self.sizes if n != BASE},
-            "ratio_ci95": {str(n): median_ci95(self.ratios(n)) for n in self.sizes if n != BASE},
-            "round_ratios": {str(n): self.ratios(n) for n in self.sizes if n != BASE},
-            "alternating_p50_ms": {str(n): round(statistics.median(v), 2) for n, v in self.alternating_ms.items() if v},
-            "alternating_n": {str(n): len(v) for n, v in self.alternating_ms.items()},
-            "alternating_ratio": {str(n): self.alternating_ratio(n) for n in self.sizes if n != BASE},
+            "rps": {n: round(median_rps(of(self.windows, n)), 1) for n in self.names},
+            "windows": {n: len(of(self.windows, n)) for n in self.names},
+            "p50_ms": {n: round(pooled(of(self.windows, n)).pct(50), 1) for n in self.names},
+            "errors": {n: pooled(of(self.windows, n)).errors for n in self.names},
+            "ratios": {n: self.ratio(n) for n in self.compared},
+            "ratio_ci95": {n: median_ci95(self.ratios(n)) for n in self.compared},
+            "window_ratios": {n: self.ratios(n) for n in self.compared},
+            "alternating_p50_ms": {n: round(statistics.median(v), 2) for n, v in self.alternating_ms.items() if v},
+            "alternating_n": {n: len(v) for n, v in self.alternating_ms.items()},
+            "alternating_ratio": {n: self.alternating_ratio(n) for n in self.compared},
         }
 
-    def alternating_ratio(self, n: int) -> float | None:
+    def alternating_ratio(self, n: str) -> float | None:
         """The 2-key route's median latency over the n-key route's, one request at a time with the
         sizes in turn (like req/s at concurrency 1: above 1 is faster than the 2-key route)."""
         a, b = self.alternating_ms.get(n), self.alternating_ms.get(BASE)
@@ -150,11 +166,11 @@ async def _first_ok(url: str, model: str, limit_s: float) -> None:
             await asyncio.sleep(0.1)
 
 
-async def alternating(url: str, models: list[str], sizes: list[int], n: int) -> dict[int, list[float]]:
+async def alternating(url: str, models: list[str], sizes: list[str], n: int) -> dict[str, list[float]]:
     """`n` requests per model (fewer if ALTERNATING_LIMIT_S runs out), one at a time on one
     connection, the models in turn (the order rotating): every size sees the machine as it is at that moment, so what differs between
     them is each request's own path through the proxy."""
-    out: dict[int, list[float]] = {size: [] for size in sizes}
+    out: dict[str, list[float]] = {size: [] for size in sizes}
     deadline = time.perf_counter() + ALTERNATING_LIMIT_S  # plain LiteLLM's 10,000-deployment group takes 0.3 s a request
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for i in range(n):
@@ -168,30 +184,23 @@ async def alternating(url: str, models: list[str], sizes: list[int], n: int) -> 
     return out
 
 
-async def _run_side(
-    side: ScaleSide, config: dict[str, Any], seconds: float, rounds: int, concurrency: int, say: Console, alternations: int
-) -> None:
+async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, say: Console, alternations: int) -> None:
     proxy = ProxyProcess(config, master_key=MASTER_KEY)
     t0 = time.perf_counter()
     try:
         proxy.start(timeout_s=600)
         side.ready_s = time.perf_counter() - t0
         url = f"{proxy.url}/v1/chat/completions"
-        await _first_ok(url, side.model(max(side.sizes)), limit_s=120)
+        await _first_ok(url, side.model(side.sizes[-1]), limit_s=120)
         side.startup_s = time.perf_counter() - t0
-        say.print(f"[scale {side.name}] up in {side.startup_s:.1f} s ({sum(side.sizes)} deployments); warming up")
-        for n in side.sizes:
-            await load(url, side.model(n), 1, concurrency)
-            side.loads[n] = []
-        jitter = random.Random(0)
-        for r in range(rounds):
-            say.print(f"[scale {side.name}] round {r + 1}/{rounds}: {seconds:g}s on each route ({', '.join(map(str, side.sizes))} keys)")
-            k = r % len(side.sizes)
-            for n in side.sizes[k:] + side.sizes[:k]:
-                await asyncio.sleep(jitter.uniform(0, min(JITTER_S, seconds / 3)))  # a periodic pause in the proxy cannot keep hitting one size
-                side.loads[n].append(await load(url, side.model(n), seconds, concurrency))
-        say.print(f"[scale {side.name}] {alternations} requests per route, one at a time, the sizes in turn")
-        side.alternating_ms = await alternating(url, [side.model(n) for n in side.sizes], side.sizes, alternations)
+        deployments = sum(len(_keys(n)) for n in side.names)
+        say.print(f"[scale {side.name}] up in {side.startup_s:.1f} s ({deployments} deployments); warming up")
+        for n in side.names:
+            await load(url, side.model(n), 1, 5)
+        say.print(f"[scale {side.name}] {seconds:g} s of short windows, the routes in turn: {', '.join(side.order())}, ...")
+        side.windows = await interleaved({n: (url, side.model(n)) for n in side.names}, side.order(), seconds)
+        say.print(f"[scale {side.name}] {alternations} requests per route, one at a time, the routes in turn")
+        side.alternating_ms = await alternating(url, [side.model(n) for n in side.names], side.names, alternations)
         side.rss_mb = proxy.rss_mb()
     finally:
         log = proxy.log_text()
@@ -199,10 +208,8 @@ async def _run_side(
         assert SECRET not in log, f"an API key reached the {side.name} scale proxy's log"
 
 
-async def scale(
-    sizes: list[int], seconds: float, rounds: int, concurrency: int, say: Console, alternations: int = ALTERNATIONS
-) -> dict[str, ScaleSide]:
-    sizes = [BASE, *sorted(n for n in set(sizes) if n != BASE)]
+async def scale(sizes: list[int], seconds: float, say: Console, alternations: int = ALTERNATIONS) -> dict[str, ScaleSide]:
+    names = [BASE, *(str(n) for n in sorted(set(sizes)) if str(n) != BASE), TWIN]
     upstream = Upstream("pool")
     upstream.start()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -212,27 +219,29 @@ async def scale(
     out: dict[str, ScaleSide] = {}
     try:
         for name in SCALE_SIDES:
-            side = out[name] = ScaleSide(name, sizes)
+            side = out[name] = ScaleSide(name, names)
             if name == "plain":
-                config = plain_config(upstream, sizes)
+                config = plain_config(upstream, names)
             else:
-                config = plugin_config(upstream, sizes, redis.url if name == "redis" else None)
-            await _run_side(side, config, seconds, rounds, concurrency, say, alternations)
+                config = plugin_config(upstream, names, redis.url if name == "redis" else None)
+            await _run_side(side, config, seconds, say, alternations)
     finally:
         upstream.stop()
         redis.close()
     return out
 
 
-if __name__ == "__main__":  # the route-size phase alone: python benchmarks/scale.py [rounds] (default 3)
+if __name__ == "__main__":  # the route-size phase alone: python benchmarks/scale.py [seconds per proxy] (default SCALE_S)
     import json
     import os
 
+    from load import WINDOW_CONCURRENCY, WINDOW_S
+
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    sides = asyncio.run(scale([1000, 10000], 3.0, rounds, 20, Console(stderr=True, markup=False)))
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else SCALE_S
+    sides = asyncio.run(scale([1000, 10000], seconds, Console(stderr=True, markup=False)))
     from importlib.metadata import version
 
-    settings = {"litellm": version("litellm"), "cpus": os.cpu_count(), "rounds": rounds, "seconds_per_round": 3.0}
-    settings |= {"concurrency": 20, "pause_s": JITTER_S, "alternations": ALTERNATIONS, "alternating_limit_s": ALTERNATING_LIMIT_S}
+    settings = {"litellm": version("litellm"), "cpus": os.cpu_count(), "scale_s": seconds, "window_s": WINDOW_S}
+    settings |= {"concurrency": WINDOW_CONCURRENCY, "alternations": ALTERNATIONS, "alternating_limit_s": ALTERNATING_LIMIT_S}
     print(json.dumps({"settings": settings, "route_scale": {name: side.results() for name, side in sides.items()}}, indent=1))

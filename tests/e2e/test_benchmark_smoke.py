@@ -1,7 +1,7 @@
 """The benchmark runs end to end and writes every key the README and the issues name.
 
 Speed is not judged here (that is the benchmark's job, as ratios in one run); this only keeps
-benchmarks/run.py from rotting. It runs every phase, small: half-second load steps, one round,
+benchmarks/run.py from rotting. It runs every phase, small: a few seconds of load windows,
 routes over 20 and 50 keys instead of 1,000 and 10,000.
 """
 
@@ -31,6 +31,7 @@ KEYS = {
     "tuned_first_failover_overhead_ms",
     "route_20_ratio",
     "route_50_ratio",
+    "route_twin_ratio",
     "decision_us_p99",
     "stream_ttft_overhead_ms",
     "midstream_recovery_s",
@@ -45,14 +46,16 @@ SCALE = {"memory", "redis", "plain"}
 def test_benchmark_writes_its_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--json", str(out)]
-    cmd += ["--seconds", "0.5", "--rounds", "1", "--cycles", "1", "--concurrency", "4", "--decision-rounds", "200"]
-    cmd += ["--route-sizes", "20,50", "--scale-rounds", "1", "--alternations", "5"]
+    cmd += ["--compare-s", "3", "--cycles", "1", "--decision-rounds", "200"]
+    cmd += ["--route-sizes", "20,50", "--scale-s", "3", "--alternations", "5"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results.keys() >= KEYS
     for store in ("memory", "redis"):  # the real decision, by store and route size
         assert set(results["decision_us_p99"][store]) == {"10", "1000", "10000"}
+    for key in ("healthy_ratio", "healthy_ratio_vs_tuned", "outage_ratio", "native_outage_ratio", "tuned_outage_ratio"):
+        assert results[key] is not None and results[key] > 0, key  # windows of every stream, in turn
     for key in ("full_outage_success_rate", "native_full_outage_success_rate", "tuned_full_outage_success_rate"):
         assert 0.0 <= results[key] <= 1.0
     assert set(results["sides"]) == SIDES
@@ -61,12 +64,12 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
         assert results["sides"][side]["healthy_rps"] > 0
         assert len(results["sides"][side]["recovery_s"]) == 1
     assert set(results["route_scale"]) == SCALE
-    for n in ("20", "50"):
+    for n in ("20", "50", "twin"):
         assert set(results[f"route_{n}_ratio"]) == SCALE
         assert all(r is not None and r > 0 for r in results[f"route_{n}_ratio"].values())
         assert all(r is not None and r > 0 for r in results[f"route_{n}_alternating_ratio"].values())
     for proxy in results["route_scale"].values():
-        assert proxy["errors"] == {"2": 0, "20": 0, "50": 0}
+        assert proxy["errors"] == {"2": 0, "20": 0, "50": 0, "twin": 0}
         assert proxy["startup_s"] > 0
     assert results["midstream_recovery_s"] is not None  # every cut stream was continued to [DONE]
     assert len(results["midstream_recovery_samples_s"]) == 9
