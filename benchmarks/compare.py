@@ -11,10 +11,12 @@ LiteLLM's best recovery settings), each proxy with its own primary and backup up
   deployment is filtered out of its group and put in cooldown for `cooldown_time` every round).
 All use `num_retries: 0` and `allowed_fails: 1`; plugin and plain `cooldown_time: 10` (the seed's).
 
-Phases per side: healthy throughput and throughput while the primary is down (short windows,
-the six streams of the three proxies taking turns: load.interleaved); the first request after
-the primary dies (sequential); recovery time after it returns; every upstream down for a few
-seconds.
+Phases per side: healthy throughput, the three proxies taking turns in short windows
+(load.interleaved); throughput while the primary is down against healthy throughput, one proxy
+at a time, its two streams taking turns (so events that come with time, like a cooldown ending,
+reach the primary-down stream half as often per request as they would with no healthy load
+between, not a sixth); the first request after the primary dies (sequential); recovery time
+after it returns; every upstream down for a few seconds.
 
 first_failover_overhead_ms is what the first request after the primary dies costs its client
 beyond the same request with the primary up, end to end: the median latency of that first
@@ -59,7 +61,7 @@ from streams import CUT_AFTER, CUT_TEXT, midstream_recovery, ttft
 from litellm_failover_plugin.testing.proxy import ProxyProcess, free_port
 
 COOLDOWN_S = 10
-COMPARE_S = 180.0  # seconds of windows, the six streams in turn (30 s each)
+COMPARE_S = 45.0  # seconds of windows: the healthy streams of the three proxies in turn, then each proxy's two
 TUNED_COOLDOWN_S = 1  # LiteLLM's cooldown_time is whole seconds in practice; 1 is the shortest that still cools
 TUNED_HEALTH_INTERVAL_S = 1  # general_settings.health_check_interval is an int
 FULL_OUTAGE_S = 4.0  # shorter than the plugin's queue max_wait_s (20)
@@ -139,7 +141,7 @@ class Side:
     model: str  # served by the primary while it is up
     down_model: str  # the same, over a primary that never answers
     startup_s: float = 0.0
-    windows: list[Window] = field(default_factory=list)  # this side's, of the run where every side took turns
+    windows: list[Window] = field(default_factory=list)  # this side's, of every phase
     first_failover_ms: list[float] = field(default_factory=list)
     healthy_idle_ms: list[float] = field(default_factory=list)  # healthy, sent as a first failover is (first_failover)
     back_to_back_ms: list[float] = field(default_factory=list)  # healthy, sequential on one connection
@@ -262,13 +264,15 @@ async def full_outage(side: Side, outage_s: float, requests: int) -> tuple[int, 
     return sum(results), requests
 
 
-async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, Side], list[Window]]:
+async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, Side], dict[str, list[Window]]]:
     """Every proxy runs at once; load goes to one at a time.
 
-    The throughput figures come from short windows of load, the sides' healthy and primary-down
-    streams taking turns for `seconds` (load.interleaved): on a shared machine the CPU speed moves
-    by tens of percent within seconds, and ratios between windows a fraction of a second apart
-    (load.window_ratios) are what stays put. Returns the sides and every window, in order.
+    The throughput figures come from short windows of load (load.interleaved): on a shared
+    machine the CPU speed moves by tens of percent within seconds, and ratios between windows a
+    fraction of a second apart (load.window_ratios) are what stays put. First the three sides'
+    healthy streams take turns for `seconds` (phase "healthy"), then each side's healthy and
+    primary-down streams for `seconds` (a phase named after the side). Returns the sides and each
+    phase's windows.
     """
     sides: dict[str, Side] = {}
     try:
@@ -282,12 +286,17 @@ async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, 
             side.upstream_rps = (await load(f"{side.backup.url}/chat/completions", "model", 2, 5)).rps
         streams = {}
         for side in sides.values():
-            streams[f"{side.name}:healthy"] = (side.url, side.model)
-            streams[f"{side.name}:outage"] = (side.url, side.down_model)
-        say.print(f"{seconds:g} s of short windows, healthy and primary down on each of {len(sides)} proxies in turn")
-        windows = await interleaved(streams, list(streams), seconds)
+            assert side.proxy.process is not None
+            streams[f"{side.name}:healthy"] = (side.url, side.model, side.proxy.process.pid)
+            streams[f"{side.name}:outage"] = (side.url, side.down_model, side.proxy.process.pid)
+        say.print(f"{seconds:g} s of short windows, the {len(sides)} proxies' healthy streams in turn")
+        healthy = [f"{side.name}:healthy" for side in sides.values()]
+        phases = {"healthy": await interleaved(streams, [[name] for name in healthy], seconds)}
         for side in sides.values():
-            side.windows = [w for w in windows if w.stream.startswith(f"{side.name}:")]
+            say.print(f"[{side.name}] {seconds:g} s of short windows, healthy and primary down in turn")
+            phases[side.name] = await interleaved(streams, [[f"{side.name}:healthy"], [f"{side.name}:outage"]], seconds)
+        for side in sides.values():
+            side.windows = [w for ws in phases.values() for w in ws if w.stream.startswith(f"{side.name}:")]
         say.print(f"[streams] time to first token, {TTFT_REQUESTS} streamed requests each, alternating")
         plugin.ttft_ms, plain.ttft_ms = await ttft((plugin.url, plugin.model), (plain.url, plain.model), TTFT_REQUESTS, AUTH)
         say.print(f"[streams] a primary key that cuts every stream after {CUT_AFTER} tokens, continue mode")
@@ -301,7 +310,7 @@ async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, 
         for side in sides.values():
             say.print(f"[{side.name}] every upstream down for {FULL_OUTAGE_S:.0f}s, {FULL_OUTAGE_REQUESTS} requests")
             side.full_outage = await full_outage(side, FULL_OUTAGE_S, FULL_OUTAGE_REQUESTS)
-        return sides, windows
+        return sides, phases
     finally:
         for side in sides.values():
             side.stop()

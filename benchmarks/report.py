@@ -9,7 +9,7 @@ from typing import Any
 
 from compare import FULL_OUTAGE_REQUESTS, FULL_OUTAGE_S, TTFT_REQUESTS, Side, side_results
 from herd import HERD
-from load import WINDOW_CONCURRENCY, WINDOW_S, Window, median_ci95, window_ratio, window_ratios
+from load import SETTLE_S, WINDOW_CONCURRENCY, WINDOW_S, Window, median_ci95, total_ratio, window_ratio, window_ratios
 from rich.console import Console
 from rich.table import Table
 from scale import ALTERNATING_LIMIT_S, TWIN, ScaleSide
@@ -57,19 +57,36 @@ def _r(x: float | None, digits: int = 2) -> float | None:
     return round(x, digits) if x is not None else None
 
 
-# (figure, stream, over stream) of the comparison's windows
+# (figure, phase, stream, over stream) of the comparison's windows
 COMPARE_RATIOS = [
-    ("healthy_ratio", "plugin:healthy", "plain:healthy"),
-    ("healthy_ratio_vs_tuned", "plugin:healthy", "plain-tuned:healthy"),
-    ("outage_ratio", "plugin:outage", "plugin:healthy"),
-    ("native_outage_ratio", "plain:outage", "plain:healthy"),
-    ("tuned_outage_ratio", "plain-tuned:outage", "plain-tuned:healthy"),
+    ("healthy_ratio", "healthy", "plugin:healthy", "plain:healthy"),
+    ("healthy_ratio_vs_tuned", "healthy", "plugin:healthy", "plain-tuned:healthy"),
+    ("outage_ratio", "plugin", "plugin:outage", "plugin:healthy"),
+    ("native_outage_ratio", "plain", "plain:outage", "plain:healthy"),
+    ("tuned_outage_ratio", "plain-tuned", "plain-tuned:outage", "plain-tuned:healthy"),
 ]
+
+
+def _compared(phases: dict[str, list[Window]]) -> dict[str, Any]:
+    """Every comparison figure by both measures, with intervals and the window ratios."""
+    out: dict[str, Any] = {key: window_ratio(phases[phase], a, b) for key, phase, a, b in COMPARE_RATIOS}
+    out["ratio_ci95"], out["total_ratios"], out["cpu_ratios"], out["cpu_ratio_ci95"] = {}, {}, {}, {}
+    out["window_ratios"], out["window_cpu_ratios"] = {}, {}
+    for key, phase, a, b in COMPARE_RATIOS:
+        ws = phases[phase]
+        rps, cpu = window_ratios(ws, a, b), window_ratios(ws, a, b, "cpu")
+        out["ratio_ci95"][key] = median_ci95(rps)
+        out["total_ratios"][key] = total_ratio(ws, a, b)
+        out["cpu_ratios"][key] = round(statistics.median(cpu), 3) if cpu else None
+        out["cpu_ratio_ci95"][key] = median_ci95(cpu)
+        out["window_ratios"][key] = [round(r, 3) for r in rps]
+        out["window_cpu_ratios"][key] = [round(r, 3) for r in cpu]
+    return out
 
 
 def build(
     sides: dict[str, Side],
-    windows: list[Window],
+    phases: dict[str, list[Window]],
     scaled: dict[str, ScaleSide],
     real: dict[str, dict[int, float]],
     core: dict[str, dict[int, float]],
@@ -79,7 +96,7 @@ def build(
     plugin, plain, tuned = sides["plugin"], sides["plain"], sides["plain-tuned"]
     compared = next(iter(scaled.values())).compared if scaled else []
     results: dict[str, Any] = {
-        **{key: window_ratio(windows, a, b) for key, a, b in COMPARE_RATIOS},
+        **_compared(phases),
         "full_outage_success_rate": round(plugin.full_outage[0] / plugin.full_outage[1], 3),
         "native_full_outage_success_rate": round(plain.full_outage[0] / plain.full_outage[1], 3),
         "tuned_full_outage_success_rate": round(tuned.full_outage[0] / tuned.full_outage[1], 3),
@@ -100,8 +117,6 @@ def build(
         "stream_ttft_p50_ms": {s.name: round(statistics.median(s.ttft_ms), 2) for s in (plugin, plain)},
         "midstream_recovery_s": round(statistics.median(plugin.midstream_recovery_s), 3) if plugin.midstream_recovery_s else None,
         "midstream_recovery_samples_s": [round(x, 3) for x in plugin.midstream_recovery_s],
-        "ratio_ci95": {key: median_ci95(window_ratios(windows, a, b)) for key, a, b in COMPARE_RATIOS},
-        "window_ratios": {key: window_ratios(windows, a, b) for key, a, b in COMPARE_RATIOS},
         "sides": {s.name: side_results(s) for s in sides.values()},
         "route_scale": {name: s.results() for name, s in scaled.items()},
         "method": METHOD,
@@ -112,6 +127,7 @@ def build(
             "litellm": _litellm_version(),
             "concurrency": WINDOW_CONCURRENCY,
             "window_s": WINDOW_S,
+            "settle_s": SETTLE_S,
             "compare_s": args.compare_s,
             "cycles": args.cycles,
             "scale_s": args.scale_s,
@@ -133,11 +149,15 @@ def _litellm_version() -> str:
 METHOD = {
     "recovery_s": "median over the cycles of: seconds from the primary's restart, right after it "
     "entered a fresh cooldown, to the first request it serves (worst case for cooldown-based recovery)",
-    "ratios": f"req/s of closed-loop load, {WINDOW_CONCURRENCY} clients, in windows of {WINDOW_S:g} s (each ends when its "
-    "last request returns), the streams compared taking turns (load.interleaved); a ratio is the median over a's "
-    "windows of a's req/s over b's at the same moment, b's interpolated between its windows just before and after "
-    "(load.window_ratios); ratio_ci95: a 95% percentile-bootstrap interval of that median over the windows (seeded); "
-    "window_ratios: every window's",
+    "ratios": f"req/s of closed-loop load, {WINDOW_CONCURRENCY} clients, in windows of {WINDOW_S:g} s +-20% (each ends when its "
+    f"last request returns, then {SETTLE_S:g} s pass before the next), the streams compared taking turns in a seeded random "
+    "order (load.interleaved); a ratio is the median over a's windows of a's req/s over b's at the same moment, b's "
+    "interpolated geometrically between its windows just before and after (load.window_ratios); ratio_ci95: a 95% "
+    "block-bootstrap interval of that median (seeded); total_ratios: a's requests over what b would have served in "
+    "a's windows (no window left out); cpu_ratios, cpu_ratio_ci95: the same with requests per second of the proxy "
+    "process's CPU time (its CPU clock, read at a window's start and after its settling time) instead of req/s; "
+    "window_ratios, window_cpu_ratios: every window's. healthy_ratio(_vs_tuned): the three proxies' healthy streams "
+    "in turn; *outage_ratio: one proxy at a time, its healthy and primary-down streams in turn",
     "outage": "primary down = a second route (plugin) or model group (plain) whose primary's port "
     "has no listener, so every proxy sees connection refused, cools it down and retries it as usual",
     "tuned": "plain-tuned: plain LiteLLM with cooldown_time 1, general_settings.background_health_checks, "
@@ -214,14 +234,24 @@ def show(results: dict[str, Any]) -> None:
                 cells.append(f"{s['rps'][n]}{shown}")
             t.add_row(n if n == TWIN else f"{n} keys", *cells)
         for n in sizes[1:]:
+            by_cpu = [s["cpu_ratios"].get(n) for s in scale.values()]
+            t.add_row(f"{n}{'' if n == TWIN else ' keys'}, per CPU second", *(f"{v}x" if v is not None else "-" for v in by_cpu))
+        for n in sizes[1:]:
             alt = [s.get("alternating_ratio", {}).get(n) for s in scale.values()]
             t.add_row(f"{n}{'' if n == TWIN else ' keys'}, one at a time", *(f"{v}x" if v is not None else "-" for v in alt))
         t.add_row("start-up (to first answer)", *(f"{s['startup_s']} s" for s in scale.values()))
         t.add_row("proxy memory (RSS)", *(f"{s['proxy_rss_mb']} MB" for s in scale.values()))
         console.print(t)
-    ci = results["ratio_ci95"]
+    ci, cpu = results["ratio_ci95"], results["cpu_ratios"]
+
+    def interval(v: list[float] | None) -> str:
+        return f"{v[0]}-{v[1]}" if v else "-"
+
     console.print(
-        "\n".join(f"{key} = {results[key]} (95% {ci[key]})" for key, _, _ in COMPARE_RATIOS) + "\n"
+        "\n".join(
+            f"{key} = {results[key]} (95% {interval(ci[key])}; by CPU time {cpu[key]})" for key, _, _, _ in COMPARE_RATIOS
+        )
+        + "\n"
         f"decision_us_p99 (runner + store) = {results['decision_us_p99']}\n"
         f"pure core p99 = {results['decision_core_us_p99']} us   worst = {results['decision_worst_us_p99']} us\n"
         f"herd_failed_calls = {results['herd_failed_calls']} of {HERD} "

@@ -2,19 +2,23 @@
 the same proxy, healthy primary.
 
 One fake upstream (its own process) serves every key: the keys are distinct named keys of one
-backend each (`pool2`, `pool1000`, `pool10000`, values `bench-key-s<size>-<i>`), so the proxy's
-per-request work is what differs. Three proxies, one after the other, each loaded alone:
+backend each (`pool2`, `pooltwin`, `pool1000`, `pool10000`, values `bench-key-s<size>-<i>`), so
+the proxy's per-request work is what differs. Three proxies, one after the other, each loaded alone:
 - memory: the plugin, routes `keys-<n>` = policy k over `pool<n>:model` (every key of the pool,
   in order), the same failover settings as the comparison's plugin (health checks, a queue);
 - redis: the same with `failover_settings.redis_url` on a real redis-server on 127.0.0.1;
 - plain: plain LiteLLM, model groups `g<n>` of n deployments (one per key; its default
   simple-shuffle routing picks among them).
-Each proxy also has a twin of the 2-key route (`keys-twin` / `gtwin`: 2 other keys): the same
-work measured the same way, so `route_twin_ratio` shows how far the method itself reads off 1.
+Each proxy also has a twin of the 2-key route (`keys-twin` / `gtwin`: 2 other keys, right after
+the 2-key route in the config): the same work measured the same way, so `route_twin_ratio`
+shows how far the method itself reads off 1.
 
-`route_<n>_ratio`: short windows of load (load.interleaved) in the order 2, 1000, 2, 10000, 2,
-twin, ... for SCALE_S seconds, each window's req/s over the 2-key route's at that moment
-(load.window_ratios), median over the windows, with a 95% bootstrap interval (`ratio_ci95`).
+`route_<n>_ratio`: short windows of load (load.interleaved) for SCALE_S seconds, each cycle the
+pairs (2, 1000), (2, 10000), (2, twin) in a random order, each window's req/s over the 2-key
+route's at that moment (load.window_ratios), median over the windows, with a 95% bootstrap
+interval (`ratio_ci95`); `cpu_ratios`: the same for requests per second of the proxy's CPU time;
+`total_ratios`: what the route served over what the 2-key route would have at its rate of the
+moment (no window left out).
 Start-up is measured too: from launch until the proxy answers /health/liveliness (`ready_s`),
 and until the first request on the biggest route was served (`startup_s`).
 
@@ -47,6 +51,7 @@ from load import (
     of,
     one_request,
     pooled,
+    total_ratio,
     window_ratios,
 )
 from rich.console import Console
@@ -96,7 +101,7 @@ def plain_config(upstream: Upstream, names: list[str]) -> dict[str, Any]:
 
 @dataclass
 class ScaleSide:
-    """One proxy's figures. `names`: the routes by size ("2", "1000", "10000"), then the twin."""
+    """One proxy's figures. `names`: the routes, "2" and "twin" first, then the bigger sizes."""
 
     name: str
     names: list[str]
@@ -113,20 +118,20 @@ class ScaleSide:
     @property
     def compared(self) -> list[str]:
         """Every route measured against the 2-key one: the bigger sizes, then the twin."""
-        return [n for n in self.names if n != BASE]
+        return [*(n for n in self.names if n not in (BASE, TWIN)), TWIN]
 
     def model(self, n: str) -> str:
         return f"g{n}" if self.name == "plain" else f"keys-{n}"
 
-    def order(self) -> list[str]:
-        """The windows' order: the 2-key route between every other."""
-        return [x for n in self.compared for x in (BASE, n)]
+    def groups(self) -> list[list[str]]:
+        """What takes turns: every route after a window of the 2-key route."""
+        return [[BASE, n] for n in self.compared]
 
-    def ratios(self, n: str) -> list[float]:
-        return window_ratios(self.windows, n, BASE)
+    def ratios(self, n: str, measure: str = "rps") -> list[float]:
+        return window_ratios(self.windows, n, BASE, measure)
 
-    def ratio(self, n: str) -> float | None:
-        r = self.ratios(n)
+    def ratio(self, n: str, measure: str = "rps") -> float | None:
+        r = self.ratios(n, measure)
         return round(statistics.median(r), 3) if r else None
 
     def results(self) -> dict[str, Any]:
@@ -140,7 +145,12 @@ class ScaleSide:
             "errors": {n: pooled(of(self.windows, n)).errors for n in self.names},
             "ratios": {n: self.ratio(n) for n in self.compared},
             "ratio_ci95": {n: median_ci95(self.ratios(n)) for n in self.compared},
-            "window_ratios": {n: self.ratios(n) for n in self.compared},
+            "total_ratios": {n: total_ratio(self.windows, n, BASE) for n in self.compared},
+            "cpu_ratios": {n: self.ratio(n, "cpu") for n in self.compared},
+            "cpu_ratio_ci95": {n: median_ci95(self.ratios(n, "cpu")) for n in self.compared},
+            "cpu_ms_per_request": {n: _cpu_ms(of(self.windows, n)) for n in self.names},
+            "window_ratios": {n: [round(r, 3) for r in self.ratios(n)] for n in self.compared},
+            "window_cpu_ratios": {n: [round(r, 3) for r in self.ratios(n, "cpu")] for n in self.compared},
             "alternating_p50_ms": {n: round(statistics.median(v), 2) for n, v in self.alternating_ms.items() if v},
             "alternating_n": {n: len(v) for n, v in self.alternating_ms.items()},
             "alternating_ratio": {n: self.alternating_ratio(n) for n in self.compared},
@@ -151,6 +161,12 @@ class ScaleSide:
         sizes in turn (like req/s at concurrency 1: above 1 is faster than the 2-key route)."""
         a, b = self.alternating_ms.get(n), self.alternating_ms.get(BASE)
         return round(statistics.median(b) / statistics.median(a), 3) if a and b else None
+
+
+def _cpu_ms(windows: list[Window]) -> float | None:
+    """The proxy's median CPU milliseconds per request over these windows."""
+    per = [1000 * w.cpu_s / w.ok for w in windows if w.ok]
+    return round(statistics.median(per), 2) if per else None
 
 
 async def _first_ok(url: str, model: str, limit_s: float) -> None:
@@ -197,8 +213,11 @@ async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, say
         say.print(f"[scale {side.name}] up in {side.startup_s:.1f} s ({deployments} deployments); warming up")
         for n in side.names:
             await load(url, side.model(n), 1, 5)
-        say.print(f"[scale {side.name}] {seconds:g} s of short windows, the routes in turn: {', '.join(side.order())}, ...")
-        side.windows = await interleaved({n: (url, side.model(n)) for n in side.names}, side.order(), seconds)
+        pairs = " ".join(f"({a}, {b})" for a, b in side.groups())
+        say.print(f"[scale {side.name}] {seconds:g} s of short windows, each cycle {pairs} in a random order")
+        assert proxy.process is not None
+        streams = {n: (url, side.model(n), proxy.process.pid) for n in side.names}
+        side.windows = await interleaved(streams, side.groups(), seconds)
         say.print(f"[scale {side.name}] {alternations} requests per route, one at a time, the routes in turn")
         side.alternating_ms = await alternating(url, [side.model(n) for n in side.names], side.names, alternations)
         side.rss_mb = proxy.rss_mb()
@@ -209,7 +228,7 @@ async def _run_side(side: ScaleSide, config: dict[str, Any], seconds: float, say
 
 
 async def scale(sizes: list[int], seconds: float, say: Console, alternations: int = ALTERNATIONS) -> dict[str, ScaleSide]:
-    names = [BASE, *(str(n) for n in sorted(set(sizes)) if str(n) != BASE), TWIN]
+    names = [BASE, TWIN, *(str(n) for n in sorted(set(sizes)) if str(n) != BASE)]
     upstream = Upstream("pool")
     upstream.start()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -36,6 +36,11 @@ KEYS = {
     "stream_ttft_overhead_ms",
     "midstream_recovery_s",
     "herd_failed_calls",
+    "ratio_ci95",
+    "total_ratios",
+    "cpu_ratios",
+    "window_ratios",
+    "window_cpu_ratios",
     "goals",
     "goals_met",
 }
@@ -56,6 +61,7 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
         assert set(results["decision_us_p99"][store]) == {"10", "1000", "10000"}
     for key in ("healthy_ratio", "healthy_ratio_vs_tuned", "outage_ratio", "native_outage_ratio", "tuned_outage_ratio"):
         assert results[key] is not None and results[key] > 0, key  # windows of every stream, in turn
+        assert results["cpu_ratios"][key] > 0 and results["window_ratios"][key], key
     for key in ("full_outage_success_rate", "native_full_outage_success_rate", "tuned_full_outage_success_rate"):
         assert 0.0 <= results[key] <= 1.0
     assert set(results["sides"]) == SIDES
@@ -69,7 +75,8 @@ def test_benchmark_writes_its_json(tmp_path: Path) -> None:
         assert all(r is not None and r > 0 for r in results[f"route_{n}_ratio"].values())
         assert all(r is not None and r > 0 for r in results[f"route_{n}_alternating_ratio"].values())
     for proxy in results["route_scale"].values():
-        assert proxy["errors"] == {"2": 0, "20": 0, "50": 0, "twin": 0}
+        assert proxy["errors"] == {"2": 0, "twin": 0, "20": 0, "50": 0}
+        assert all(r > 0 for r in proxy["cpu_ratios"].values()) and all(proxy["window_ratios"].values())
         assert proxy["startup_s"] > 0
     assert results["midstream_recovery_s"] is not None  # every cut stream was continued to [DONE]
     assert len(results["midstream_recovery_samples_s"]) == 9
