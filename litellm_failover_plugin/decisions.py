@@ -8,7 +8,8 @@
 - `retry_wait`: after a failed call, retry the same key (after how long) or move on;
 - `queue_limit`, `wake_at`: when every candidate is down, until when a queued request may wait
   and when it looks again;
-- `retry_after_s`: the Retry-After an exhausted error carries.
+- `retry_after_s`: the Retry-After an exhausted error carries;
+- `health_scan`: which keys a round of health checks reads.
 
 No clock, no I/O: the runner (litellm/runner.py) reads, calls and writes; these decide.
 """
@@ -16,7 +17,7 @@ No clock, no I/O: the runner (litellm/runner.py) reads, calls and writes; these 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .breaker import (
@@ -177,3 +178,18 @@ def retry_after_s(
     wait = until - now if until is not None and math.isfinite(until) else 1.0
     return min(max(1, math.ceil(wait)), math.ceil(cfg.max_cooldown_s))
 
+
+
+def health_scan(ids: Sequence[str], suspects: Iterable[str], at: int, limit: int) -> tuple[list[str], int]:
+    """The keys (health ids) a round of health checks reads, and where the next round goes on:
+    every one of `suspects` (keys of `ids` this process saw fail, or read not closed) and the
+    next `limit` of `ids` from position `at` on, in rotation. A round costs the same whatever the
+    number of keys; every key is read at least once every ceil(len(ids) / limit) rounds (how a
+    key opened by another replica, and never called here, is found)."""
+    n = len(ids)
+    if n <= limit:
+        return list(ids), 0
+    at %= n
+    scanned = [ids[(at + k) % n] for k in range(limit)]
+    seen = set(scanned)
+    return scanned + sorted(s for s in suspects if s not in seen), (at + limit) % n

@@ -2,7 +2,10 @@
 
 Every `interval_s`, up to `max_per_interval` keys (backend, model, key) whose breaker is not
 closed get one small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
-spend side effects). A health check takes the breaker's probe slot first, so with Redis one
+spend side effects). A round reads the keys this process saw fail or not closed and, in
+rotation, SCAN_PER_INTERVAL of the others (decisions.health_scan): its cost does not grow with
+the number of keys, and a key opened by another replica is found within ceil(keys / 512)
+rounds (the replica that opened it probes it meanwhile). A health check takes the breaker's probe slot first, so with Redis one
 replica probes a deployment at a time, and user traffic does not probe it meanwhile. A success
 closes the breaker and clears LiteLLM's cooldown; a failure leaves it open. A probe of a key
 with an rpm limit takes one of its slots (limits.py); at its limit, it waits for a later round.
@@ -19,12 +22,13 @@ import litellm
 
 from ..breaker import Signal, State, hold_probe, release_probe
 from ..config import HealthCheckSettings
-from ..decisions import Snapshot
+from ..decisions import Snapshot, health_scan
 from .runner import FailoverRunner
 from .translate import classify
 
 log = logging.getLogger("litellm_failover_plugin")
 PING = [{"role": "user", "content": "ping"}]
+SCAN_PER_INTERVAL = 512  # keys read per round besides the suspects
 
 
 class HealthChecker:
@@ -37,17 +41,23 @@ class HealthChecker:
         self.runner = runner
         self.settings = settings
         self._sleep = sleep
+        self._at = 0  # where the next round's scan goes on
 
     async def tick(self) -> list[str]:
         """One round: probe the keys that are due. Returns the health ids it probed."""
         runner = self.runner
-        ids = list(runner.deployments_of)
+        runner.suspects &= runner.deployments_of.keys()  # keys a route change removed are nobody's
+        ids, self._at = health_scan(list(runner.deployments_of), runner.suspects, self._at, SCAN_PER_INTERVAL)
         now = runner.clock()
         breakers = await runner.store.get_many(ids)
         cooling = await runner.keys_cooling_down(ids, dict(zip(ids, breakers, strict=True)))
         for n, (id, b) in enumerate(zip(ids, breakers, strict=False)):
             if id in cooling and b.state is State.CLOSED:
                 breakers[n] = await runner.adopt(id, cooling[id], now)
+            if breakers[n].state is State.CLOSED:
+                runner.suspects.discard(id)
+            else:
+                runner.suspects.add(id)
         due = [i for i, b in zip(ids, breakers, strict=False) if b.state is not State.CLOSED and now >= b.probe_until]
         due = due[: self.settings.max_per_interval]
         taken = [i for i in await asyncio.gather(*(self._take(i) for i in due)) if i is not None]

@@ -62,6 +62,7 @@ class KeyHealth:
     candidates: dict[str, Candidate]  # by deployment id
     deployments_of: dict[str, list[str]]  # health id -> its deployment ids, in every route
     stats: dict[str, Stats]  # by health id: this replica's own view, for scores and status
+    suspects: set[str]  # health ids this process saw fail or read not closed: health checks read them every round
     herd: Herd
     hooks: tuple[Hook, ...]
     waiters: dict[str, RouteWaiter]
@@ -127,6 +128,9 @@ class KeyHealth:
         now = self.clock()
         for hid, _ in snap.learn(cands, cooling, breakers, now):
             snap.breakers[hid] = await self.adopt(hid, cooling[hid], now)
+        for hid, b in snap.breakers.items():
+            if b.state is not State.CLOSED:
+                self.suspects.add(hid)
         limited = [c for c in cands if c.limits]
         if limited:  # keys without limits cost nothing here
             window = window_of(now)
@@ -215,6 +219,8 @@ class KeyHealth:
         """Feed one call's outcome to its key's breaker (`id`: the health id); a no-op success
         costs no store write. A recovery clears LiteLLM's cooldowns of every deployment of the key."""
         self.herd.saw(id, failed=signal is not Signal.SUCCESS)
+        if signal is not Signal.SUCCESS:
+            self.suspects.add(id)
         if not self.breaker_on:
             return None
         if signal is Signal.SUCCESS and seen is not None and settled(seen) and self.breaker.failure_rate is None:

@@ -75,6 +75,7 @@ class FailoverRunner(KeyHealth):
         self._original = router.async_function_with_fallbacks
         self.restore: Callable[[], None] | None = None  # puts the routes' deployments back on the router
         self.stats: dict[str, Stats] = {}  # by health id: this replica's own view, for scores and status
+        self.suspects: set[str] = set()  # keys seen failing or not closed here (health checks read them each round)
         self.waiters: dict[str, RouteWaiter] = {}
         self.generations = Generations()  # a request keeps the plan it started with
         self.open_streams = 0  # supervised client streams not closed yet (status: no leaks)

@@ -156,6 +156,50 @@ async def test_a_recovery_wakes_the_queues_of_every_route_using_the_key(upstream
     assert [r.choices[0].message.content for r in done] == ["Hello from shared"] * 2
 
 
+async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_process_saw_fail(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round's store read does not grow with the number of keys: it reads SCAN_PER_INTERVAL
+    keys in rotation plus the keys this process saw fail or read open. A key opened elsewhere
+    (another replica, here: written to the store directly) is found by the rotation; one this
+    process saw fail is probed at the next round."""
+    monkeypatch.setattr("litellm_failover_plugin.litellm.health.SCAN_PER_INTERVAL", 8, raising=False)
+    pool = {f"a{i}": f"sk-a{i}" for i in range(40)}
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    runner = attach(
+        router,
+        {
+            "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": pool}},
+            "routes": {"pool": {"policy": "k", "elements": ["alpha:gpt-x"]}},
+            "breaker": {"failure_threshold": 1, "cooldown_s": 60},
+        },
+    )
+    runner.clock = Clock()
+    reads: list[int] = []
+    get_many = runner.store.get_many
+
+    async def counted(ids: list[str]) -> list[Breaker]:
+        reads.append(len(ids))
+        return await get_many(ids)
+
+    monkeypatch.setattr(runner.store, "get_many", counted)
+    checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
+    upstream.set(**{"sk-a0": Behavior(503)})
+    assert (await router.acompletion(model="pool", messages=MESSAGES)).choices[0].message.content == "Hello from shared"
+    assert [r.key for r in upstream.received] == ["sk-a0", "sk-a1"]  # a0 failed here and opened
+    far = "alpha:gpt-x/a30"  # opened by another replica: this one never called it
+    opened = Breaker(state=State.OPEN, failures=1, open_until=runner.clock.now - 1, cooldown_s=60, reason="elsewhere")
+    await runner.store.update(far, lambda b: opened)
+    upstream.reset()
+    reads.clear()
+    probed = [await checker.tick() for _ in range(5)]  # 40 keys, 8 a round: every key within 5 rounds
+    assert probed[0] == ["alpha:gpt-x/a0"], "the key this process saw fail, at the very next round"
+    assert [far] in probed[1:], "the key opened elsewhere, found by the rotation"
+    assert reads and max(reads) <= 8 + 2, "a round reads its slice and the suspects, not all 40 keys"
+    [a0, a30] = await runner.store.get_many(["alpha:gpt-x/a0", far])
+    assert a0.state is State.CLOSED and a30.state is State.CLOSED  # both probed and found well
+
+
 async def test_status_from_redis_shows_every_deployment_and_the_shared_key(
     upstream: FakeUpstream, redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from litellm_failover_plugin.breaker import (
 )
 from litellm_failover_plugin.decisions import (
     Snapshot,
+    health_scan,
     keys_down,
     next_batch,
     queue_limit,
@@ -137,3 +138,19 @@ def test_a_retired_deployment_goes_once_no_older_request_runs() -> None:
     assert g.finish(old) is True
     assert g.removable(frozenset({"chat/b"})) == {"chat/a"}  # b is in use again
     assert g.removable(frozenset()) == set()  # forgotten once returned
+
+
+def test_a_health_round_reads_the_suspects_and_the_next_keys_in_rotation() -> None:
+    ids = [f"k{i}" for i in range(10)]
+    assert health_scan(ids, {"k3"}, 0, 20) == (ids, 0)  # few keys: every one, every round
+    first, at = health_scan(ids, {"k7", "k1"}, 0, 4)
+    assert first == ["k0", "k1", "k2", "k3", "k7"] and at == 4  # k1 is in the slice already
+    second, at = health_scan(ids, set(), at, 4)
+    third, at = health_scan(ids, set(), at, 4)
+    assert second == ["k4", "k5", "k6", "k7"] and third == ["k8", "k9", "k0", "k1"] and at == 2
+    seen: set[str] = set()
+    at = 0
+    for _ in range(3):  # ceil(10 / 4) rounds reach every key
+        got, at = health_scan(ids, set(), at, 4)
+        seen.update(got)
+    assert seen == set(ids)
