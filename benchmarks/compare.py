@@ -69,6 +69,7 @@ FULL_OUTAGE_REQUESTS = 100
 STREAM_ROUTES = 9  # continue-mode routes over a primary key that cuts every stream (one breaker each: a model each)
 TTFT_REQUESTS = 200
 SIDES = ("plugin", "plain", "plain-tuned")
+PLUGIN_CYCLES = 3
 IDLE_S = 0.5  # the proxy is idle this long before a first failover, and before the healthy request it is compared with
 
 
@@ -305,7 +306,9 @@ async def compare(seconds: float, cycles: int, say: Console) -> tuple[dict[str, 
             await s.post(f"http://{HOST}:{plugin.primary.port}/_control", json=control)
         plugin.midstream_recovery_s = await midstream_recovery(plugin.url, [f"stream-cut-{i}" for i in range(STREAM_ROUTES)], AUTH)
         for side in sides.values():
-            await outage_cycles(side, cycles, say)
+            # the plugin's first failover is a goal, and its cycles take about a second each
+            # (plain LiteLLM's: its 10 s cooldown): it gets PLUGIN_CYCLES times the samples
+            await outage_cycles(side, cycles * (PLUGIN_CYCLES if side.name == "plugin" else 1), say)
             side.rss_mb = side.proxy.rss_mb()
         for side in sides.values():
             say.print(f"[{side.name}] every upstream down for {FULL_OUTAGE_S:.0f}s, {FULL_OUTAGE_REQUESTS} requests")

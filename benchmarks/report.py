@@ -254,6 +254,7 @@ def show(results: dict[str, Any]) -> None:
         + "\n"
         f"decision_us_p99 (runner + store) = {results['decision_us_p99']}\n"
         f"pure core p99 = {results['decision_core_us_p99']} us   worst = {results['decision_worst_us_p99']} us\n"
+        f"health_round_cpu_ms = {results.get('health_round_cpu_ms')}\n"
         f"herd_failed_calls = {results['herd_failed_calls']} of {HERD} "
         f"(without herd control: {results['herd']['after_first_failure']['without_herd_control']})\n"
         f"stream_ttft_overhead_ms = {results['stream_ttft_overhead_ms']} (p50 {results['stream_ttft_p50_ms']})   "

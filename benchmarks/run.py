@@ -10,7 +10,8 @@ Phases, each bounded in time, traffic to 127.0.0.1 only:
 2. scale.py: req/s on routes over 1,000 and 10,000 keys (and a twin of the 2-key route) against
    a route over 2, one proxy at a time (plugin with the memory store, plugin with Redis, plain
    LiteLLM), start-up time, and the same routes one request at a time in turn (alternating_ratio).
-3. decision.py: the real decision's p99 by store and route size; the pure core's.
+3. decision.py: the real decision's p99 by store and route size; the pure core's; the CPU time
+   of a round of background health checks by number of keys.
 4. herd.py: failed calls when 200 requests arrive together at a primary that just failed.
 report.py turns the figures into the JSON (with each goal, met or not) and the tables.
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare import COMPARE_S, compare
 from decision import measure as measure_decisions
+from decision import measure_health_rounds
 from decision import measure_real as measure_real_decisions
 from herd import HERD
 from herd import measure as measure_herd
@@ -57,16 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     say = Console(stderr=True, markup=False)  # "[scale memory] ..." is text, not markup
 
-    sides, windows = asyncio.run(compare(args.compare_s, args.cycles, say))
+    sides, phases = asyncio.run(compare(args.compare_s, args.cycles, say))
     sizes = [int(n) for n in args.route_sizes.split(",") if n.strip()]
     scaled = asyncio.run(scale(sizes, args.scale_s, say, args.alternations)) if sizes else {}
     say.print("[decision] timing the real decision (runner + store) and the pure core")
     real = measure_real_decisions(rounds=max(200, args.decision_rounds // 4))
     core = measure_decisions(rounds=args.decision_rounds)
+    say.print("[health] one round of background health checks, by number of keys")
+    health = measure_health_rounds()
     say.print(f"[herd] {HERD} requests at once at a primary that just died, with and without herd control")
     herd = measure_herd()
 
-    results = build(sides, windows, scaled, real, core, herd, args)
+    results = build(sides, phases, scaled, real, core, herd, args)
+    results["health_round_cpu_ms"] = {store: {str(n): ms for n, ms in by.items()} for store, by in health.items()}
     show(results)
     if args.json:
         Path(args.json).write_text(dump(results))
