@@ -116,26 +116,33 @@ async def one_request(session: aiohttp.ClientSession, url: str, model: str) -> t
         return False, (time.perf_counter() - t0) * 1000, "?"
 
 
+async def closed_loop(
+    session: aiohttp.ClientSession, url: str, model: str, into: Load, deadline: float, concurrency: int
+) -> None:
+    """`concurrency` clients, each sending its next request when the last returns, until
+    `deadline` (perf_counter); what they get is counted `into`."""
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            ok, ms, port = await one_request(session, url, model)
+            if ok:
+                into.ok += 1
+                into.latencies_ms.append(ms)
+                into.served_by[port] += 1
+            else:
+                into.errors += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
 async def load(url: str, model: str, seconds: float, concurrency: int) -> Load:
-    """Closed loop: `concurrency` clients, each sending its next request when the last returns."""
+    """Closed loop for `seconds`, on connections of its own."""
     result = Load(seconds)
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                ok, ms, port = await one_request(session, url, model)
-                if ok:
-                    result.ok += 1
-                    result.latencies_ms.append(ms)
-                    result.served_by[port] += 1
-                else:
-                    result.errors += 1
-
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await closed_loop(session, url, model, result, started + seconds, concurrency)
         result.seconds = time.perf_counter() - started
     return result
 
@@ -215,19 +222,7 @@ async def _window(
     cpu0 = time.clock_gettime(cpu)
     started = time.perf_counter()
     out = Window(window_s, stream=stream, started=started)
-    deadline = started + window_s
-
-    async def client() -> None:
-        while time.perf_counter() < deadline:
-            ok, ms, port = await one_request(session, url, model)
-            if ok:
-                out.ok += 1
-                out.latencies_ms.append(ms)
-                out.served_by[port] += 1
-            else:
-                out.errors += 1
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await closed_loop(session, url, model, out, started + window_s, concurrency)
     out.seconds = time.perf_counter() - started  # until the window's last request returned
     await asyncio.sleep(SETTLE_S)
     out.cpu_s = time.clock_gettime(cpu) - cpu0
