@@ -73,7 +73,11 @@ def body(route: str, prompt: str, **extra: Any) -> dict[str, Any]:
 
 
 def prompts(upstreams: tuple[FakeUpstream, FakeUpstream]) -> list[str]:
-    return [r.prompt for u in upstreams for r in u.received if r.prompt != "ping"]
+    """The prompts the upstreams received, in the order they arrived at either of them (a
+    health check may close the backup's breaker before the primary's: the first request
+    released is then served by the backup)."""
+    received = sorted((r for u in upstreams for r in u.received), key=lambda r: r.at)
+    return [r.prompt for r in received if r.prompt != "ping"]
 
 
 async def queue_length(client: httpx.AsyncClient, route: str) -> int:
