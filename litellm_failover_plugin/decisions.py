@@ -9,7 +9,7 @@
 - `queue_limit`, `wake_at`: when every candidate is down, until when a queued request may wait
   and when it looks again;
 - `retry_after_s`: the Retry-After an exhausted error carries;
-- `health_scan`: which keys a round of health checks reads.
+- `health_scan`, `probe_order`: which keys a round of health checks reads, and which it probes.
 
 No clock, no I/O: the runner (litellm/runner.py) reads, calls and writes; these decide.
 """
@@ -193,3 +193,10 @@ def health_scan(ids: Sequence[str], suspects: Iterable[str], at: int, limit: int
     scanned = [ids[(at + k) % n] for k in range(limit)]
     seen = set(scanned)
     return scanned + sorted(s for s in suspects if s not in seen), (at + limit) % n
+
+
+def probe_order(due: Sequence[str], last_probed: Mapping[str, float], limit: int) -> list[str]:
+    """The keys due a probe that a round of health checks probes: at most `limit`, the one
+    probed longest ago first (never probed: first of all; ties keep `due`'s order), so a few
+    keys that stay dead cannot take every round's probes from the others."""
+    return sorted(due, key=lambda id: last_probed.get(id, -math.inf))[:limit]

@@ -1,7 +1,7 @@
 """Active health checks: probe open deployments in the background, so recovery costs no user request.
 
 Every `interval_s`, up to `max_per_interval` keys (backend, model, key) whose breaker is not
-closed get one small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
+closed, those probed longest ago first, get one small completion (max_tokens=1) sent straight through litellm (not the router: no cooldown or
 spend side effects). A round reads the keys this process saw fail or not closed and, in
 rotation, SCAN_PER_INTERVAL of the others (decisions.health_scan): its cost does not grow with
 the number of keys, and a key opened by another replica is found within ceil(keys / 512)
@@ -22,7 +22,7 @@ import litellm
 
 from ..breaker import Signal, State, hold_probe, release_probe
 from ..config import HealthCheckSettings
-from ..decisions import Snapshot, health_scan
+from ..decisions import Snapshot, health_scan, probe_order
 from .runner import FailoverRunner
 from .translate import classify
 
@@ -42,6 +42,7 @@ class HealthChecker:
         self.settings = settings
         self._sleep = sleep
         self._at = 0  # where the next round's scan goes on
+        self._probed: dict[str, float] = {}  # health id -> when a round last probed it
 
     async def tick(self) -> list[str]:
         """One round: probe the keys that are due. Returns the health ids it probed."""
@@ -59,8 +60,10 @@ class HealthChecker:
             else:
                 runner.suspects.add(id)
         due = [i for i, b in zip(ids, breakers, strict=False) if b.state is not State.CLOSED and now >= b.probe_until]
-        due = due[: self.settings.max_per_interval]
+        due = probe_order(due, self._probed, self.settings.max_per_interval)
         taken = [i for i in await asyncio.gather(*(self._take(i) for i in due)) if i is not None]
+        self._probed = {i: t for i, t in self._probed.items() if i in runner.suspects}  # closed or removed: forgotten
+        self._probed.update(dict.fromkeys(taken, now))
         await asyncio.gather(*(self._check(i) for i in taken))
         return taken
 

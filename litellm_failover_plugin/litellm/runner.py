@@ -134,6 +134,7 @@ class FailoverRunner(KeyHealth):
         for hid in set(self.stats) - set(self.deployments_of):  # keys no route uses any more
             del self.stats[hid]
         self.herd.failing &= set(self.deployments_of)
+        self.suspects &= set(self.deployments_of)
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         reply = command_reply(kwargs)

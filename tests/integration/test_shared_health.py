@@ -200,6 +200,36 @@ async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_pr
     assert a0.state is State.CLOSED and a30.state is State.CLOSED  # both probed and found well
 
 
+async def test_keys_that_stay_dead_do_not_take_every_probe(upstream: FakeUpstream) -> None:
+    """8 keys open, every probe failing, 3 probes a round: the rounds take turns over the keys
+    (before, the first 3 keys in the config took every round's probes; the others waited)."""
+    pool = {f"a{i}": f"sk-a{i}" for i in range(8)}
+    router = litellm.Router(model_list=[], disable_cooldowns=True)
+    runner = attach(
+        router,
+        {
+            "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": pool}},
+            "routes": {"pool": {"policy": "k", "elements": ["alpha:gpt-x"]}},
+            "breaker": {"failure_threshold": 1, "cooldown_s": 60},
+        },
+    )
+    runner.clock = Clock()
+    opened = Breaker(state=State.OPEN, failures=1, open_until=runner.clock.now + 60, cooldown_s=60, reason="test")
+    for key in pool:
+        await runner.store.update(f"alpha:gpt-x/{key}", lambda b: opened)
+    upstream.set(**{value: Behavior(503) for value in pool.values()})
+    checker = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2, max_per_interval=3))
+    rounds = []
+    for _ in range(3):
+        rounds.append(await checker.tick())
+        runner.clock.now += 1
+    assert [len(r) for r in rounds] == [3, 3, 3]
+    assert {k for r in rounds[:3] for k in r} == {f"alpha:gpt-x/{key}" for key in pool}, "every key probed within 3 rounds"
+    assert rounds[1] == ["alpha:gpt-x/a3", "alpha:gpt-x/a4", "alpha:gpt-x/a5"]
+    assert rounds[2] == ["alpha:gpt-x/a6", "alpha:gpt-x/a7", "alpha:gpt-x/a0"]  # then the one probed longest ago
+    assert sorted(r.key for r in upstream.received) == sorted([f"sk-a{i}" for i in range(8)] + ["sk-a0"])
+
+
 async def test_status_from_redis_shows_every_deployment_and_the_shared_key(
     upstream: FakeUpstream, redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

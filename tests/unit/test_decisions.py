@@ -17,6 +17,7 @@ from litellm_failover_plugin.decisions import (
     health_scan,
     keys_down,
     next_batch,
+    probe_order,
     queue_limit,
     retry_after_s,
     retry_wait,
@@ -154,3 +155,11 @@ def test_a_health_round_reads_the_suspects_and_the_next_keys_in_rotation() -> No
         got, at = health_scan(ids, set(), at, 4)
         seen.update(got)
     assert seen == set(ids)
+
+
+def test_probe_order_takes_the_keys_probed_longest_ago_first() -> None:
+    due = ["k0", "k1", "k2", "k3", "k4"]
+    assert probe_order(due, {}, 3) == ["k0", "k1", "k2"]  # none probed yet: the keys' order
+    # k0..k2 were probed last round: the two never probed come first, then the oldest probe
+    assert probe_order(due, {"k0": 5.0, "k1": 4.0, "k2": 5.0}, 3) == ["k3", "k4", "k1"]
+    assert probe_order(due, {"k9": 1.0}, 10) == due  # a key not due is not probed
