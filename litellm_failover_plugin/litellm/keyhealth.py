@@ -128,8 +128,9 @@ class KeyHealth:
         now = self.clock()
         for hid, _ in snap.learn(cands, cooling, breakers, now):
             snap.breakers[hid] = await self.adopt(hid, cooling[hid], now)
-        for hid, b in snap.breakers.items():
-            if b.state is not State.CLOSED:
+        for hid in hids:
+            b = snap.breakers.get(hid)
+            if b is not None and b.state is not State.CLOSED:
                 self.suspects.add(hid)
         limited = [c for c in cands if c.limits]
         if limited:  # keys without limits cost nothing here

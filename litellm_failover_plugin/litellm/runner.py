@@ -15,6 +15,7 @@ retries and outcome) is attempts.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -301,16 +302,18 @@ class FailoverRunner(KeyHealth):
     ) -> Any:
         """One walk through the plan: the response, or _EXHAUSTED. Raises what goes back as is.
         `continuing`: a stream broke mid-way; return the next one opened, (Opened, Candidate)."""
-        async for candidate in self._next_reads(run, snap):
-            if not await self._may_call(run, snap, candidate):
-                continue
-            if not self.extra_call_allowed(run):
-                await self.release(candidate, snap)
-                break
-            call = Call(run, snap, candidate, original_function, args, kwargs, deadline, continuing)
-            got = await attempt(self, call)
-            if got is not MOVE_ON:
-                return got
+        # closed here, not left to the event loop's finaliser (a thread-safe wake-up per request)
+        async with contextlib.aclosing(self._next_reads(run, snap)) as reads:
+            async for candidate in reads:
+                if not await self._may_call(run, snap, candidate):
+                    continue
+                if not self.extra_call_allowed(run):
+                    await self.release(candidate, snap)
+                    break
+                call = Call(run, snap, candidate, original_function, args, kwargs, deadline, continuing)
+                got = await attempt(self, call)
+                if got is not MOVE_ON:
+                    return got
         return _EXHAUSTED
 
     async def _may_call(self, run: FailoverRun, snap: Snapshot, candidate: Candidate) -> bool:
