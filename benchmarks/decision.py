@@ -1,15 +1,21 @@
 """Time one routing decision, for routes of 10, 1000 and 10000 deployments.
 
-`real` (decision_us_p99): what FailoverRunner does before a request's first upstream call, store
-included: a Snapshot and a FailoverRun over the route, reading the candidates' state as the walk
-reaches them (LiteLLM's cooldown lookup and the breaker store's read), up to the first candidate
-to call. The sizes take turns in blocks, so a slow moment of the machine hits them alike. The route's primary and 10% of its other keys (spread through it) have an open breaker
-in the store; LiteLLM's cooldown cache is the router's own (in memory). Stores: memory, and a
-real redis-server on 127.0.0.1 when one can be started (`real_redis`).
+`real` (decision_us_p99): everything the plugin does with a request before its first upstream
+call, store included: the route installed on a LiteLLM Router as the proxy installs it, timed
+from the call of the router's fallbacks method (which the plugin shadows: where LiteLLM hands it
+the request) until the single-attempt function LiteLLM would send upstream is called (the
+request's set-up, the walk reading the candidates' state as it reaches them from LiteLLM's
+cooldown cache and the store, the herd and probe checks). Not in it: LiteLLM's own work before
+that method (the proxy's auth, pre-call hooks, the plugin's one-lookup pre-call check) and the
+answer's handling after the call. The sizes take turns in blocks, so a slow moment of the
+machine hits them alike. The route's primary and 10% of its other keys (spread through it) have
+an open breaker in the store; LiteLLM's cooldown cache is the router's own (in memory). Stores:
+memory, and Redis as the proxy uses it (a ResilientStore around the RedisStore) on a local
+redis-server, where one can be started.
 
-`health_round_cpu_ms`: the CPU time of one round of background health checks that finds nothing
-due (it reads the keys it must: the suspects and a rotating slice, decisions.health_scan), by
-store and number of keys.
+`health_round_cpu_ms`: this process's CPU time (not redis-server's) for one round of background
+health checks that finds nothing due (it reads the keys it must: the suspects and a rotating
+slice, decisions.health_scan), by store and number of keys.
 
 `typical` / `worst` (the pure core alone, as before): a FailoverRun given every deployment's
 state, up to its first candidate; worst: every deployment but the last unavailable.
@@ -63,151 +69,169 @@ def _open_ids(plan: RoutePlan) -> list[int]:
     return sorted({0, *range(0, n, max(1, n // max(1, n // 10)))})
 
 
-async def _real_runner(plan: RoutePlan, store: Any, opened: list[int] | None = None, probe_at: float = 0.0) -> Any:
-    """A FailoverRunner over `plan` on an empty router, the candidates `opened` (indexes; by
-    default the primary and 10% of the keys) open, their probes due at `probe_at`."""
+async def _real_runner(plan: RoutePlan) -> Any:
+    """The route of `plan` installed on a LiteLLM Router as the proxy installs it: its
+    deployments, the shadowed fallbacks method, the runner (its store is set by `_open`)."""
     import litellm
 
-    from litellm_failover_plugin.breaker import Breaker, State
-    from litellm_failover_plugin.litellm.runner import FailoverRunner
+    from litellm_failover_plugin.litellm.install import install
 
     section: dict[str, Any] = {
         "backends": {
-            b: {"provider": "openai", "api_keys": {c.key: "sk-bench" for c in plan.candidates if c.backend == b}}
+            b: {"provider": "openai", "api_base": "http://127.0.0.1:9/v1", "api_keys": {c.key: "sk-bench" for c in plan.candidates if c.backend == b}}
             for b in dict.fromkeys(c.backend for c in plan.candidates)
         },
         "routes": {plan.name: {"policy": plan.policy, "elements": list(dict.fromkeys(c.element for c in plan.candidates))}},
     }
-    settings = parse_settings(section)
-    runner = FailoverRunner(litellm.Router(model_list=[]), settings, compile_routes(settings), store)
+    return install(litellm.Router(model_list=[]), parse_settings(section))
+
+
+async def _open(runner: Any, plan: RoutePlan, store: Any, opened: list[int] | None = None, probe_at: float = 0.0) -> None:
+    """`runner` reads `store` from now on, where the candidates `opened` are open."""
+    from litellm_failover_plugin.breaker import Breaker, State
+
+    runner.store = store
     breaker = Breaker(
         state=State.OPEN, failures=3, open_until=time.time() + 3600, cooldown_s=3600, probe_until=probe_at, reason="bench"
     )
     for i in _open_ids(plan) if opened is None else opened:
         await store.update(plan.candidates[i].health_id, lambda b: breaker)
-    return runner
 
 
 async def _real_us(runner: Any, name: str, rounds: int) -> list[float]:
-    """`rounds` real decisions on `runner`'s route `name`, in microseconds each."""
-    from litellm_failover_plugin.decisions import Snapshot
+    """`rounds` real decisions on `runner`'s route `name`, in microseconds each: from the call
+    of the router's fallbacks method (which the plugin shadows: where LiteLLM hands it a
+    request) until the single-attempt function LiteLLM would send upstream is called, every
+    step between included (the request's set-up, the walk reading the candidates' state from
+    LiteLLM's cooldown cache and the store, herd and probe checks). The answer's handling after
+    the call is not timed."""
+    import litellm
 
     plan = runner.plans[name]
+    messages = [{"role": "user", "content": "hi"}]
     samples = []
     clock = time.perf_counter_ns
+    called: list[tuple[int, str]] = []
+
+    async def upstream(**kwargs: Any) -> Any:
+        called.append((clock(), kwargs["model"]))
+        return litellm.ModelResponse()
+
     for _ in range(rounds):
         t0 = clock()
-        snap = Snapshot()
-        run = FailoverRun(plan, snap.unavailable, known=0)
-        reads = runner._next_reads(run, snap)
-        candidate = await reads.__anext__()
-        samples.append((clock() - t0) / 1000)
-        await reads.aclose()
-        assert candidate is plan.candidates[1]
+        await runner.router.async_function_with_fallbacks(model=name, messages=messages, original_function=upstream, metadata={})
+        at, model = called.pop()
+        samples.append((at - t0) / 1000)
+        assert model == plan.candidates[1].deployment_id
     return samples
 
 
-async def _real_by_size(sizes: tuple[int, ...], make_store: Callable[[int], Any], rounds: int) -> dict[int, float]:
+async def _real_by_size(sizes: tuple[int, ...], stores: dict[int, Any], runners: dict[int, Any], rounds: int) -> dict[int, float]:
     """p99 of the real decision at each size, the sizes taking turns in blocks (BLOCKS of them,
     the order rotating), so a moment when the machine is slow hits every size alike; a first
     block of each is warm-up."""
-    stores = {n: make_store(n) for n in sizes}
-    try:
-        runners = {n: await _real_runner(plan_of(n), stores[n]) for n in sizes}
-        samples: dict[int, list[float]] = {n: [] for n in sizes}
-        per_block = max(1, rounds // BLOCKS)
-        for n in sizes:
-            await _real_us(runners[n], "r", per_block)
-        for b in range(BLOCKS):
-            for n in sizes[b % len(sizes) :] + sizes[: b % len(sizes)]:
-                samples[n] += await _real_us(runners[n], "r", per_block)
-        return {n: round(p99(v), 2) for n, v in samples.items()}
-    finally:
-        for store in stores.values():
-            close = getattr(store, "aclose", None)
-            if close is not None:
-                await close()
+    plans = {n: runners[n].plans["r"] for n in sizes}
+    for n in sizes:
+        await _open(runners[n], plans[n], stores[n])
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    per_block = max(1, rounds // BLOCKS)
+    for n in sizes:
+        await _real_us(runners[n], "r", per_block)
+    for b in range(BLOCKS):
+        for n in sizes[b % len(sizes) :] + sizes[: b % len(sizes)]:
+            samples[n] += await _real_us(runners[n], "r", per_block)
+    return {n: round(p99(v), 2) for n, v in samples.items()}
+
+
+async def _close(stores: dict[int, Any]) -> None:
+    for store in stores.values():
+        close = getattr(store, "aclose", None)
+        if close is not None:
+            await close()
 
 
 BLOCKS = 20
 HEALTH_ROUNDS = 20
 
 
-async def _health_round_ms(sizes: tuple[int, ...], make_store: Callable[[int], Any]) -> dict[int, float]:
-    """Median CPU milliseconds of one round of health checks (what it reads to find the keys
-    due a probe) at each size, the primary and 10 other keys open and none due a probe yet (a
-    round that only reads); the sizes in turn."""
+async def _health_round_ms(sizes: tuple[int, ...], stores: dict[int, Any], runners: dict[int, Any]) -> dict[int, float]:
+    """Median milliseconds of this process's CPU time (redis-server's own is not in it) for one
+    round of health checks (what it reads to find the keys due a probe) at each size, the primary
+    and 10 other keys open and none due a probe yet (a round that only reads); the sizes in turn."""
     from litellm_failover_plugin.config import HealthCheckSettings
     from litellm_failover_plugin.litellm.health import HealthChecker
 
-    stores = {n: make_store(n) for n in sizes}
-    try:
-        checkers = {}
+    checkers = {}
+    for n in sizes:
+        runner = runners[n]
+        await _open(runner, runner.plans["r"], stores[n], list(range(min(n, 11))), time.time() + 3600)
+        runner.suspects.clear()  # what the decisions' walks saw; the first round finds the open keys again
+        checkers[n] = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    for r in range(HEALTH_ROUNDS + 1):
         for n in sizes:
-            runner = await _real_runner(plan_of(n), stores[n], list(range(min(n, 11))), time.time() + 3600)
-            checkers[n] = HealthChecker(runner, HealthCheckSettings(interval_s=1, timeout_s=2))
-        samples: dict[int, list[float]] = {n: [] for n in sizes}
-        for r in range(HEALTH_ROUNDS + 1):
-            for n in sizes:
-                t0 = time.thread_time()
-                assert await checkers[n].tick() == []
-                if r:  # the first round of each is warm-up
-                    samples[n].append((time.thread_time() - t0) * 1000)
-        return {n: round(statistics.median(v), 2) for n, v in samples.items()}
-    finally:
-        for store in stores.values():
-            close = getattr(store, "aclose", None)
-            if close is not None:
-                await close()
+            t0 = time.thread_time()
+            assert await checkers[n].tick() == []
+            if r:  # the first round of each is warm-up
+                samples[n].append((time.thread_time() - t0) * 1000)
+    return {n: round(statistics.median(v), 2) for n, v in samples.items()}
 
 
-def measure_health_rounds(sizes: tuple[int, ...] = (10, 1000, 10000)) -> dict[str, dict[int, float]]:
-    """health_round_cpu_ms by store and size."""
+Figures = dict[str, dict[int, float]]  # by store, then route size
+
+
+def measure_real(sizes: tuple[int, ...] = (10, 1000, 10000), rounds: int = 5000) -> tuple[Figures, Figures]:
+    """decision_us_p99 (microseconds) and health_round_cpu_ms, by store and size. The routes are
+    installed once per size; the memory store, then Redis as the proxy uses it (a ResilientStore
+    around the RedisStore) on a local redis-server, where one can be started."""
     import asyncio
-    import sys
-    from pathlib import Path
 
     from litellm_failover_plugin.state import MemoryStore
     from litellm_failover_plugin.state.redis import RedisStore
+    from litellm_failover_plugin.state.resilient import ResilientStore
 
-    out = {"memory": asyncio.run(_health_round_ms(sizes, lambda n: MemoryStore()))}
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from litellm_failover_plugin.testing import free_port
-    from tests.redis_server import RedisServer
+    server = _redis_server()
+    makers: dict[str, Callable[[str], Any]] = {"memory": lambda prefix: MemoryStore()}
+    if server is not None:
+        makers["redis"] = lambda prefix: ResilientStore(RedisStore.from_url(server.url, prefix=prefix))
 
-    server = RedisServer(free_port()).start()
+    async def each_store() -> tuple[Figures, Figures]:
+        runners = {n: await _real_runner(plan_of(n)) for n in sizes}
+        decisions, health = {}, {}
+        for kind, make in makers.items():
+            stores = {n: make(f"decision:{n}:") for n in sizes}
+            try:
+                decisions[kind] = await _real_by_size(sizes, stores, runners, rounds if kind == "memory" else max(200, rounds // 5))
+            finally:
+                await _close(stores)
+            stores = {n: make(f"health:{n}:") for n in sizes}
+            try:
+                health[kind] = await _health_round_ms(sizes, stores, runners)
+            finally:
+                await _close(stores)
+        return decisions, health
+
     try:
-        out["redis"] = asyncio.run(_health_round_ms(sizes, lambda n: RedisStore.from_url(server.url, prefix=f"health:{n}:")))
+        return asyncio.run(each_store())
     finally:
-        server.close()
-    return out
+        if server is not None:
+            server.close()
 
 
-def measure_real(sizes: tuple[int, ...] = (10, 1000, 10000), rounds: int = 5000) -> dict[str, dict[int, float]]:
-    """p99 of the real decision by store and size (microseconds)."""
-    import asyncio
+def _redis_server() -> Any:
+    """A redis-server on 127.0.0.1 (tests/redis_server.py), or None where none can be started."""
     import sys
     from pathlib import Path
 
-    from litellm_failover_plugin.state import MemoryStore
-    from litellm_failover_plugin.state.redis import RedisStore
-
-    out: dict[str, dict[int, float]] = {"memory": asyncio.run(_real_by_size(sizes, lambda n: MemoryStore(), rounds))}
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     try:
         from litellm_failover_plugin.testing import free_port
         from tests.redis_server import RedisServer
 
-        server = RedisServer(free_port()).start()
+        return RedisServer(free_port()).start()
     except Exception as e:  # no redis-server here: the memory figures stand alone
         print(f"decision: no Redis ({type(e).__name__}); memory store only", file=sys.stderr)
-        return out
-    try:
-        redis = asyncio.run(_real_by_size(sizes, lambda n: RedisStore.from_url(server.url, prefix=f"bench:{n}:"), max(200, rounds // 5)))
-        out["redis"] = redis
-    finally:
-        server.close()
-    return out
+        return None
 
 
 def measure(sizes: tuple[int, ...] = (10, 1000, 10000), rounds: int = 20000) -> dict[str, dict[int, float]]:
@@ -230,4 +254,5 @@ if __name__ == "__main__":
     import os
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    print({"real": measure_real(), "health_round_cpu_ms": measure_health_rounds(), **measure()})
+    real, health = measure_real()
+    print({"real": real, "health_round_cpu_ms": health, **measure()})

@@ -285,9 +285,10 @@ MEASURES: dict[str, Callable[[Window], float]] = {
 
 
 def _pairs(windows: list[Window], a: str, b: str, measure: str) -> list[tuple[Window, float]]:
-    """Each clean window of a (no errors) with b's throughput at its midpoint, interpolated
-    geometrically in time between b's clean windows just before and just after it; a window
-    with no b window on one side, or none within MAX_GAP_S, has none."""
+    """Each window of a with b's throughput at its midpoint, interpolated geometrically in time
+    between b's clean windows (no errors) just before and just after it; a window with no b
+    window on one side, or none within MAX_GAP_S, has none. A window of a with errors counts:
+    its failed requests are requests it did not serve (only b, the baseline, must be clean)."""
     value = MEASURES[measure]
     windows = sorted(windows, key=lambda w: w.started)
     bs = [w for w in of(windows, b) if w.ok and not w.errors and value(w) > 0]
@@ -295,7 +296,7 @@ def _pairs(windows: list[Window], a: str, b: str, measure: str) -> list[tuple[Wi
     out = []
     for w in of(windows, a):
         i = bisect.bisect_left(mids, w.mid)
-        if i == 0 or i == len(bs) or w.errors or not w.seconds:
+        if i == 0 or i == len(bs) or not w.seconds:
             continue
         before, after = bs[i - 1], bs[i]
         if after.mid - before.mid > MAX_GAP_S:
@@ -313,10 +314,13 @@ def window_ratios(windows: list[Window], a: str, b: str, measure: str = "rps") -
     return [value(w) / at for w, at in _pairs(windows, a, b, measure)]
 
 
+def median_of(ratios: list[float]) -> float | None:
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
 def window_ratio(windows: list[Window], a: str, b: str, measure: str = "rps") -> float | None:
     """The median of `window_ratios`."""
-    ratios = window_ratios(windows, a, b, measure)
-    return round(statistics.median(ratios), 3) if ratios else None
+    return median_of(window_ratios(windows, a, b, measure))
 
 
 def total_ratio(windows: list[Window], a: str, b: str, measure: str = "rps") -> float | None:

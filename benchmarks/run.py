@@ -1,6 +1,6 @@
 """Benchmarks: the plugin against plain LiteLLM, same upstreams, same client, same concurrency.
 
-    python benchmarks/run.py [--json results.json] [--compare-s 180] [--scale-s 150]
+    python benchmarks/run.py [--json results.json] [--compare-s 45] [--scale-s 150]
 
 Phases, each bounded in time, traffic to 127.0.0.1 only:
 1. compare.py: the plugin, plain LiteLLM (the seed's settings) and plain LiteLLM with its best
@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare import COMPARE_S, compare
 from decision import measure as measure_decisions
-from decision import measure_health_rounds
 from decision import measure_real as measure_real_decisions
 from herd import HERD
 from herd import measure as measure_herd
@@ -62,11 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     sides, phases = asyncio.run(compare(args.compare_s, args.cycles, say))
     sizes = [int(n) for n in args.route_sizes.split(",") if n.strip()]
     scaled = asyncio.run(scale(sizes, args.scale_s, say, args.alternations)) if sizes else {}
-    say.print("[decision] timing the real decision (runner + store) and the pure core")
-    real = measure_real_decisions(rounds=max(200, args.decision_rounds // 4))
+    say.print("[decision] the real decision (router entry to the upstream call, store included), the pure core,")
+    say.print("[decision] and the CPU time of one round of background health checks, by store and number of keys")
+    real, health = measure_real_decisions(rounds=max(200, args.decision_rounds // 4))
     core = measure_decisions(rounds=args.decision_rounds)
-    say.print("[health] one round of background health checks, by number of keys")
-    health = measure_health_rounds()
     say.print(f"[herd] {HERD} requests at once at a primary that just died, with and without herd control")
     herd = measure_herd()
 

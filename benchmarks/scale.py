@@ -47,6 +47,7 @@ from load import (
     interleaved,
     load,
     median_ci95,
+    median_of,
     median_rps,
     of,
     one_request,
@@ -131,8 +132,7 @@ class ScaleSide:
         return window_ratios(self.windows, n, BASE, measure)
 
     def ratio(self, n: str, measure: str = "rps") -> float | None:
-        r = self.ratios(n, measure)
-        return round(statistics.median(r), 3) if r else None
+        return median_of(self.ratios(n, measure))
 
     def results(self) -> dict[str, Any]:
         return {

@@ -45,9 +45,18 @@ def test_windows_without_the_other_stream_on_both_sides_have_no_ratio() -> None:
     assert window_ratios(far, "a", "b") == pytest.approx([])
 
 
-def test_windows_with_errors_are_left_out_on_both_sides() -> None:
-    windows = [_w("b", 0.0, 100), _w("b", 1.0, 10, errors=3), _w("a", 2.0, 50), _w("b", 3.0, 100), _w("a", 4.0, 40, errors=1)]
-    assert window_ratios(windows, "a", "b") == pytest.approx([0.5])  # the failing b window is no baseline; the failing a window no ratio
+def test_a_failing_baseline_window_is_left_out_and_a_failing_measured_window_counts() -> None:
+    windows = [
+        _w("b", 0.0, 100),
+        _w("b", 1.0, 10, errors=3),
+        _w("a", 2.0, 50),
+        _w("b", 3.0, 100),
+        _w("a", 4.0, 40, errors=1),
+        _w("b", 5.0, 100),
+    ]
+    # the failing b window is no baseline; the failing a window is measured by what it served
+    assert window_ratios(windows, "a", "b") == pytest.approx([0.5, 0.4])
+    assert total_ratio(windows, "a", "b") == round(90 / 200, 3)
     assert window_ratio([_w("b", 0.0, 0), _w("a", 1.0, 5), _w("b", 2.0, 0)], "a", "b") is None  # b served nothing
 
 
