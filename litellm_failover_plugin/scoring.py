@@ -56,7 +56,7 @@ def rank(
     """`items` ordered by priority (lower first), then score; ties keep the written order."""
     latencies = [stats[i].latency_ms or 0.0 for i in ids if i in stats]
     worst_latency = max(latencies, default=0.0)
-    worst_cost = max((c for c in costs.values() if c), default=0.0)
+    worst_cost = max((costs.get(i) or 0.0 for i in ids), default=0.0)  # of this route's candidates
     keyed = [
         (priorities[n], score(stats.get(i), costs.get(i), worst_latency, worst_cost, w), n)
         for n, i in enumerate(ids)

@@ -34,3 +34,14 @@ def test_unknown_candidates_get_their_chance_and_ties_keep_order() -> None:
 def test_score_is_scaled_to_the_worst() -> None:
     w = Weights(latency=1, reliability=1, cost=1)
     assert score(Stats(latency_ms=50.0, success_rate=0.9), 2.0, 100.0, 4.0, w) == pytest.approx(0.5 + 0.1 + 0.5)
+
+
+def test_cost_is_scaled_against_the_routes_own_candidates() -> None:
+    """`costs` holds every route's candidates: a dear model in another route must not make this
+    route's price differences vanish (it did: the worst cost was taken over every route)."""
+    stats = {"a": Stats(calls=5, latency_ms=10.0, success_rate=1.0), "b": Stats(calls=5, latency_ms=12.0, success_rate=1.0)}
+    w = Weights(latency=1.0, reliability=1.0, cost=1.0)
+    own = {"a": 2.0, "b": 1.0}
+    assert rank(["a", "b"], ["a", "b"], [0, 0], stats, own, w) == ["b", "a"]  # b: 1 + 0.5 beats a: 0.83 + 1
+    with_other_route = {**own, "other-route/dear": 1000.0}
+    assert rank(["a", "b"], ["a", "b"], [0, 0], stats, with_other_route, w) == ["b", "a"]
