@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from litellm.router import Router
@@ -107,7 +107,7 @@ class KeyHealth:
         await self._read(cands, snap)
         return snap
 
-    async def _next_reads(self, run: FailoverRun, snap: Snapshot) -> AsyncIterator[Candidate]:
+    async def _next_reads(self, run: FailoverRun, snap: Snapshot) -> AsyncGenerator[Candidate, None]:
         """run.candidates(), reading the state of the candidates as the walk reaches them
         (decisions.next_batch): one store read and one LiteLLM cooldown lookup per batch."""
         while True:

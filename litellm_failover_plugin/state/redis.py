@@ -137,7 +137,7 @@ class RedisStore:
                     data = message["data"]
                     yield data.decode() if isinstance(data, bytes) else str(data)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis 8.2
 
     async def aclose(self) -> None:
         await self._redis.aclose()

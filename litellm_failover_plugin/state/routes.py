@@ -147,7 +147,7 @@ class RedisRouteStore:
                 kind = "routes" if _text(message["channel"]) == self.channel else "session"
                 yield kind, _text(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis 8.2
 
     async def announce_reload(self, origin: str) -> None:
         """Tell the other replicas to re-read their own config.yaml."""

@@ -156,15 +156,10 @@ async def test_a_recovery_wakes_the_queues_of_every_route_using_the_key(upstream
     assert [r.choices[0].message.content for r in done] == ["Hello from shared"] * 2
 
 
-async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_process_saw_fail(
-    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A round's store read does not grow with the number of keys: it reads SCAN_PER_INTERVAL
-    keys in rotation plus the keys this process saw fail or read open. A key opened elsewhere
-    (another replica, here: written to the store directly) is found by the rotation; one this
-    process saw fail is probed at the next round."""
-    monkeypatch.setattr("litellm_failover_plugin.litellm.health.SCAN_PER_INTERVAL", 8, raising=False)
-    pool = {f"a{i}": f"sk-a{i}" for i in range(40)}
+def pool_route(upstream: FakeUpstream, n: int) -> tuple[dict[str, str], litellm.Router, FailoverRunner]:
+    """A route `pool` over n keys a0.. of one backend (values sk-a0..), a breaker that opens at the
+    first failure for 60 s, and a clock the test moves."""
+    pool = {f"a{i}": f"sk-a{i}" for i in range(n)}
     router = litellm.Router(model_list=[], disable_cooldowns=True)
     runner = attach(
         router,
@@ -175,6 +170,18 @@ async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_pr
         },
     )
     runner.clock = Clock()
+    return pool, router, runner
+
+
+async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_process_saw_fail(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round's store read does not grow with the number of keys: it reads SCAN_PER_INTERVAL
+    keys in rotation plus the keys this process saw fail or read open. A key opened elsewhere
+    (another replica, here: written to the store directly) is found by the rotation; one this
+    process saw fail is probed at the next round."""
+    monkeypatch.setattr("litellm_failover_plugin.litellm.health.SCAN_PER_INTERVAL", 8, raising=False)
+    _, router, runner = pool_route(upstream, 40)
     reads: list[int] = []
     get_many = runner.store.get_many
 
@@ -203,17 +210,7 @@ async def test_a_health_round_over_many_keys_reads_a_slice_and_every_key_this_pr
 async def test_keys_that_stay_dead_do_not_take_every_probe(upstream: FakeUpstream) -> None:
     """8 keys open, every probe failing, 3 probes a round: the rounds take turns over the keys
     (before, the first 3 keys in the config took every round's probes; the others waited)."""
-    pool = {f"a{i}": f"sk-a{i}" for i in range(8)}
-    router = litellm.Router(model_list=[], disable_cooldowns=True)
-    runner = attach(
-        router,
-        {
-            "backends": {"alpha": {"provider": "openai", "api_base": upstream.url, "api_keys": pool}},
-            "routes": {"pool": {"policy": "k", "elements": ["alpha:gpt-x"]}},
-            "breaker": {"failure_threshold": 1, "cooldown_s": 60},
-        },
-    )
-    runner.clock = Clock()
+    pool, _, runner = pool_route(upstream, 8)
     opened = Breaker(state=State.OPEN, failures=1, open_until=runner.clock.now + 60, cooldown_s=60, reason="test")
     for key in pool:
         await runner.store.update(f"alpha:gpt-x/{key}", lambda b: opened)
