@@ -112,6 +112,14 @@ class ProxyProcess:
         except OSError:
             return ""
 
+    def log_failures(self, most: int = 3) -> str:
+        """The first few "Exception in ASGI application" reports of the log, 40 lines each (uvicorn
+        writes one when the app fails; if the response had started it then closes the connection,
+        which the client sees as a disconnect without a response)."""
+        lines = self.log_text().splitlines()
+        starts = [i for i, line in enumerate(lines) if "Exception in ASGI application" in line][:most]
+        return "\n".join("\n".join(lines[i : i + 40]) for i in starts)
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
@@ -145,5 +153,10 @@ class ProxyProcess:
     def __enter__(self) -> ProxyProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None and exc_type is not KeyboardInterrupt:
+            # a test failed while this proxy ran: what it logged goes with the failure report
+            # (pytest shows a failed test's stderr), as the log is deleted with the temp dir
+            print(f"--- proxy on port {self.port}: {self.log_failures() or 'no ASGI exception logged'}", file=sys.stderr)
+            print(f"--- its log, last lines:\n{self.log_tail(80)}", file=sys.stderr)
         self.close()
