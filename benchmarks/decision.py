@@ -32,7 +32,7 @@ from litellm_failover_plugin.config import parse_settings
 from litellm_failover_plugin.routing import FailoverRun, Outcome, RoutePlan, compile_routes
 
 
-def plan_of(deployments: int) -> RoutePlan:
+def plan_of(deployments: int, policy: str = "km") -> RoutePlan:
     backends = 10 if deployments >= 10 else 1
     per_backend = deployments // backends
     section: dict[str, Any] = {
@@ -40,7 +40,7 @@ def plan_of(deployments: int) -> RoutePlan:
             f"b{b}": {"provider": "openai", "api_keys": {f"k{k}": f"sk-{b}-{k}" for k in range(per_backend)}}
             for b in range(backends)
         },
-        "routes": {"r": {"policy": "km", "elements": [f"b{b}:m" for b in range(backends)]}},
+        "routes": {"r": {"policy": policy, "elements": [f"b{b}:m" for b in range(backends)]}},
     }
     plan = compile_routes(parse_settings(section))["r"]
     assert len(plan.candidates) == deployments
@@ -84,6 +84,16 @@ async def _real_runner(plan: RoutePlan) -> Any:
         "routes": {plan.name: {"policy": plan.policy, "elements": list(dict.fromkeys(c.element for c in plan.candidates))}},
     }
     return install(litellm.Router(model_list=[]), parse_settings(section))
+
+
+def _with_stats(runner: Any) -> Any:
+    """A scored route whose every key has served: the same latency and success rate for all, so
+    the ranking does all its work and keeps the written order (the candidate the timing expects)."""
+    from litellm_failover_plugin.scoring import Stats
+
+    for c in runner.plans["r"].candidates:
+        runner.stats[c.health_id] = Stats(calls=10, latency_ms=100.0, success_rate=1.0, last_at=time.time())
+    return runner
 
 
 async def _open(runner: Any, plan: RoutePlan, store: Any, opened: list[int] | None = None, probe_at: float = 0.0) -> None:
@@ -198,6 +208,8 @@ def measure_real(sizes: tuple[int, ...] = (10, 1000, 10000), rounds: int = 5000)
     async def each_store() -> tuple[Figures, Figures]:
         runners = {n: await _real_runner(plan_of(n)) for n in sizes}
         decisions, health = {}, {}
+        scored = {n: _with_stats(await _real_runner(plan_of(n, "scored"))) for n in sizes}
+        decisions["memory_scored"] = await _real_by_size(sizes, {n: MemoryStore() for n in sizes}, scored, rounds)
         for kind, make in makers.items():
             stores = {n: make(f"decision:{n}:") for n in sizes}
             try:

@@ -197,7 +197,7 @@ METHOD = {
     "stream_ttft_overhead_ms": f"median time to first content token of {TTFT_REQUESTS} sequential streamed "
     "requests through the plugin (stream timeouts on) minus the same through plain LiteLLM, alternating",
     "decision_us_p99": "by store (memory; redis: a ResilientStore around the RedisStore, as the proxy uses it, on "
-    "a local redis-server) and route size: microseconds from the call of the router's fallbacks method (which the "
+    "a local redis-server; memory_scored: the memory store and a scored route, every key with stats) and route size: microseconds from the call of the router's fallbacks method (which the "
     "plugin shadows) to the call of the single-attempt function LiteLLM would send upstream, the route installed on "
     "a LiteLLM Router as the proxy installs it, the primary and 10% of the keys open (decision.py); "
     "decision_core_us_p99 and decision_worst_us_p99: the pure core alone (FailoverRun given every state), "

@@ -33,7 +33,7 @@ from ..instrumentation import AttemptMade, BudgetDenied, Hook, QueueChanged, Req
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy
 from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, front_id
-from ..scoring import Stats, Weights, rank
+from ..scoring import Stats, Weights, rank, ranking_fresh
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
 from . import adapter, failure_log, fallbacks
@@ -108,6 +108,8 @@ class FailoverRunner(KeyHealth):
         for c in self.candidates.values():
             self.deployments_of.setdefault(c.health_id, []).append(c.deployment_id)
         self.costs = {i: cost_per_token(settings, c) for i, c in self.candidates.items()}
+        # route -> (the plan ranked, its ranking, when, how long ranking it took)
+        self._rankings: dict[str, tuple[RoutePlan, RoutePlan, float, float]] = {}
         self.weights = {
             name: Weights(**settings.routes[name].weights.model_dump())
             for name, p in self.plans.items()
@@ -181,11 +183,18 @@ class FailoverRunner(KeyHealth):
                 self._remove_retired()
 
     def ranked(self, plan: RoutePlan) -> RoutePlan:
-        """A scored route's candidates by priority, then latency, reliability and cost."""
+        """A scored route's candidates by priority, then latency, reliability and cost: the last
+        ranking while it is fresh (scoring.ranking_fresh), else a new one."""
+        now = self.clock()
+        last = self._rankings.get(plan.name)
+        if last is not None and last[0] is plan and ranking_fresh(last[2], last[3], now):
+            return last[1]
         c = plan.candidates
         stats = {x.deployment_id: s for x in c if (s := self.stats.get(x.health_id)) is not None}
         order = rank(plan.deployment_ids, c, [x.priority for x in c], stats, self.costs, self.weights[plan.name])
-        return replace(plan, candidates=tuple(order))
+        ranked = replace(plan, candidates=tuple(order))
+        self._rankings[plan.name] = (plan, ranked, now, self.clock() - now)
+        return ranked
 
     def stream_timeouts(self, c: Candidate) -> Timeouts:
         return timeouts_for(self.settings, c.route, c.element_index)

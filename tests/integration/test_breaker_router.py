@@ -9,11 +9,12 @@ from typing import Any
 import litellm
 import pytest
 
-from litellm_failover_plugin import attach
+from litellm_failover_plugin import attach, compile_routes
 from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
 from litellm_failover_plugin.litellm.status import status_rows
+from litellm_failover_plugin.scoring import Stats
 from litellm_failover_plugin.state import MemoryStore
 from litellm_failover_plugin.testing import Behavior, FakeUpstream
 from tests.fixtures import backends
@@ -266,3 +267,34 @@ async def test_a_close_by_another_worker_beats_this_workers_older_litellm_cooldo
     writes = store.writes
     assert [await served_by(r) for r in (router_a, router_b, router_a)] == ["a1"] * 3
     assert store.writes == writes, "a success on a closed key costs no store write, closed_at or not"
+
+
+class Ticking:
+    """A clock that moves 1 ms each time it is read: ranking a route "takes" 1 ms."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+async def test_a_scored_route_is_ranked_again_only_when_its_ranking_is_stale(upstream: FakeUpstream) -> None:
+    """Ranking a big route costs milliseconds: it serves 50 times what it took (scoring.ranking_fresh),
+    then the next request ranks afresh; a reload ranks its new plan at once."""
+    router, runner = scored(upstream, beta_priority=0)
+    runner.clock = clock = Ticking()
+    plan = runner.plans["chat"]
+    first = runner.ranked(plan)
+    assert [c.key for c in first.candidates] == ["a1", "b1"]
+    a1, b1 = (c.health_id for c in plan.candidates)
+    runner.stats[a1], runner.stats[b1] = Stats(1, 900.0, 1.0), Stats(1, 10.0, 1.0)  # b1 turns out faster
+    assert runner.ranked(plan) is first  # 2 ms old: still fresh (kept 50 ms)
+    clock.now += 0.05
+    second = runner.ranked(plan)
+    assert [c.key for c in second.candidates] == ["b1", "a1"]
+    runner.update(runner.settings, compile_routes(runner.settings))  # a reload: the same routes, new plans
+    reloaded = runner.ranked(runner.plans["chat"])
+    assert reloaded is not second and [c.key for c in reloaded.candidates] == ["b1", "a1"]
+    assert await served_by(router) == "b1"

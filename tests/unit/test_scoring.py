@@ -1,6 +1,6 @@
 import pytest
 
-from litellm_failover_plugin.scoring import Stats, Weights, observe, rank, score
+from litellm_failover_plugin.scoring import RANK_STALE_MAX_S, Stats, Weights, observe, rank, ranking_fresh, score
 
 
 def test_ewma_latency_and_success_rate() -> None:
@@ -45,3 +45,16 @@ def test_cost_is_scaled_against_the_routes_own_candidates() -> None:
     assert rank(["a", "b"], ["a", "b"], [0, 0], stats, own, w) == ["b", "a"]  # b: 1 + 0.5 beats a: 0.83 + 1
     with_other_route = {**own, "other-route/dear": 1000.0}
     assert rank(["a", "b"], ["a", "b"], [0, 0], stats, with_other_route, w) == ["b", "a"]
+
+
+def test_a_ranking_serves_for_fifty_times_what_it_took() -> None:
+    assert ranking_fresh(ranked_at=100.0, took_s=0.005, now=100.249)  # 10,000 keys: ~5 ms, kept 0.25 s
+    assert not ranking_fresh(ranked_at=100.0, took_s=0.005, now=100.251)
+    assert ranking_fresh(ranked_at=100.0, took_s=0.00001, now=100.0004)  # 10 keys: ~10 us, kept 0.5 ms
+    assert not ranking_fresh(ranked_at=100.0, took_s=0.00001, now=100.0006)
+
+
+def test_a_ranking_never_serves_past_its_cap_nor_when_time_ran_backwards() -> None:
+    assert not ranking_fresh(ranked_at=100.0, took_s=10.0, now=100.0 + RANK_STALE_MAX_S)  # a pause inflated `took`
+    assert not ranking_fresh(ranked_at=100.0, took_s=0.005, now=99.0)  # the wall clock was set back
+    assert not ranking_fresh(ranked_at=100.0, took_s=0.0, now=100.0)  # a clock that did not move: rank again
