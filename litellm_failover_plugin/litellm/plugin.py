@@ -96,7 +96,9 @@ class FailoverPlugin(CustomLogger):
         router = _live_router()
         if router is None or installed_runner(router) is not None:
             return
-        self.runner = install(router, self.settings, self._the_store())
+        old, self.runner = self.runner, install(router, self.settings, self._the_store())
+        if old is not None:  # a rebuilt router: what this process knew of the keys carries over
+            self.runner.take_over(old)
         self.runner.gate = selfcheck.entered  # a route request that bypassed a hook is refused
         selfcheck.watch_first_response()
         self.live.router, self.live.runner = router, self.runner

@@ -116,6 +116,18 @@ class FailoverRunner(KeyHealth):
             if p.policy in DYNAMIC
         }
 
+    def take_over(self, old: FailoverRunner) -> None:
+        """The runner of a rebuilt router goes on from what the old one knew of this process's
+        keys: their scores, the suspects health checks read first, the failing keys and the calls
+        in flight (one herd: the old runner's requests finish on it), the retry budget's balance."""
+        keys = set(self.deployments_of)
+        self.stats = {hid: s for hid, s in old.stats.items() if hid in keys}
+        self.suspects = old.suspects & keys
+        old.herd.limit, old.herd.failing = self.herd.limit, old.herd.failing & keys
+        self.herd = old.herd
+        if old.budget is not None and old._budget_settings == self._budget_settings:
+            self.budget = old.budget
+
     def update(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
         """Serve new plans from the next request on; requests in flight finish on their own."""
         self._apply(settings, plans)

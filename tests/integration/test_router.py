@@ -273,3 +273,31 @@ def test_redaction_replaces_whole_keys_only() -> None:
     redact = Redactor(["x", "sk-live-123"])
     assert redact("OpenAIException: bad key x; Bearer sk-live-123.") == "OpenAIException: bad key ***; Bearer ***."
     assert redact("key=sk-live-1234") == "key=sk-live-1234"  # another, longer key: not this one
+
+
+async def test_a_rebuilt_proxy_router_keeps_what_the_process_knew_of_the_keys(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores, suspects (health checks probe them first) and the herd's failing keys are this
+    process's own: a rebuilt router's runner starts from them, not from nothing."""
+    from litellm.proxy import proxy_server
+
+    from litellm_failover_plugin.config import parse_settings
+    from litellm_failover_plugin.litellm import FailoverPlugin
+
+    plugin = FailoverPlugin(parse_settings(settings(upstream, policy="m")))
+    monkeypatch.setattr(proxy_server, "llm_router", litellm.Router(model_list=[], disable_cooldowns=True))
+    data = {"model": "chat", "messages": MESSAGES}
+    await plugin.async_pre_call_hook(None, None, data, "acompletion")
+    upstream.set(**{KEYS["a1"]: Behavior(503)})
+    assert (await proxy_server.llm_router.acompletion(**data))._hidden_params["additional_headers"]["x-failover-key"] == "b1"
+    first = plugin.runner
+    assert first is not None
+    a1 = next(c.health_id for c in first.plans["chat"].candidates if c.key == "a1")
+
+    monkeypatch.setattr(proxy_server, "llm_router", litellm.Router(model_list=[], disable_cooldowns=True))
+    await plugin.async_pre_call_hook(None, None, {"model": "chat", "messages": MESSAGES}, "acompletion")
+    rebuilt = plugin.runner
+    assert rebuilt is not None and rebuilt is not first
+    assert rebuilt.stats == first.stats and rebuilt.stats[a1].success_rate == 0.0
+    assert a1 in rebuilt.suspects and a1 in rebuilt.herd.failing
