@@ -119,7 +119,9 @@ class FailoverRunner(KeyHealth):
     def take_over(self, old: FailoverRunner) -> None:
         """The runner of a rebuilt router goes on from what the old one knew of this process's
         keys: their scores, the suspects health checks read first, the failing keys and the calls
-        in flight (one herd: the old runner's requests finish on it), the retry budget's balance."""
+        in flight (one herd: the old runner's requests finish on it), the retry budget's balance,
+        and the queues with the requests waiting in them (a recovery this runner sees releases them)."""
+        self.waiters = waiters_for(self.settings, self.plans, old.waiters, lambda: self.clock())
         keys = set(self.deployments_of)
         self.stats = {hid: s for hid, s in old.stats.items() if hid in keys}
         self.suspects = old.suspects & keys

@@ -278,14 +278,14 @@ def test_redaction_replaces_whole_keys_only() -> None:
 async def test_a_rebuilt_proxy_router_keeps_what_the_process_knew_of_the_keys(
     upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Scores, suspects (health checks probe them first) and the herd's failing keys are this
-    process's own: a rebuilt router's runner starts from them, not from nothing."""
+    """Scores, suspects (health checks probe them first), the herd's failing keys and the queues
+    are this process's own: a rebuilt router's runner starts from them, not from nothing."""
     from litellm.proxy import proxy_server
 
     from litellm_failover_plugin.config import parse_settings
     from litellm_failover_plugin.litellm import FailoverPlugin
 
-    plugin = FailoverPlugin(parse_settings(settings(upstream, policy="m")))
+    plugin = FailoverPlugin(parse_settings({**settings(upstream, policy="m"), "queue": {"max_wait_s": 5}}))
     monkeypatch.setattr(proxy_server, "llm_router", litellm.Router(model_list=[], disable_cooldowns=True))
     data = {"model": "chat", "messages": MESSAGES}
     await plugin.async_pre_call_hook(None, None, data, "acompletion")
@@ -301,3 +301,4 @@ async def test_a_rebuilt_proxy_router_keeps_what_the_process_knew_of_the_keys(
     assert rebuilt is not None and rebuilt is not first
     assert rebuilt.stats == first.stats and rebuilt.stats[a1].success_rate == 0.0
     assert a1 in rebuilt.suspects and a1 in rebuilt.herd.failing
+    assert rebuilt.waiters["chat"] is first.waiters["chat"]  # requests waiting in it are released by either
