@@ -122,13 +122,11 @@ class FailoverRunner(KeyHealth):
         in flight (one herd: the old runner's requests finish on it), the retry budget's balance,
         and the queues with the requests waiting in them (a recovery this runner sees releases them)."""
         self.waiters = waiters_for(self.settings, self.plans, old.waiters, lambda: self.clock())
-        keys = set(self.deployments_of)
-        self.stats = {hid: s for hid, s in old.stats.items() if hid in keys}
-        self.suspects = old.suspects & keys
-        old.herd.limit, old.herd.failing = self.herd.limit, old.herd.failing & keys
-        self.herd = old.herd
+        self.stats, self.suspects = dict(old.stats), set(old.suspects)
+        old.herd.limit, self.herd = self.herd.limit, old.herd
         if old.budget is not None and old._budget_settings == self._budget_settings:
             self.budget = old.budget
+        self._forget_unused_keys()
 
     def update(self, settings: FailoverSettings, plans: Mapping[str, RoutePlan]) -> None:
         """Serve new plans from the next request on; requests in flight finish on their own."""
@@ -148,10 +146,15 @@ class FailoverRunner(KeyHealth):
     def _remove_retired(self) -> None:
         for id in self.generations.removable(self.deployment_ids):
             self.router.delete_deployment(id=id)
-        for hid in set(self.stats) - set(self.deployments_of):  # keys no route uses any more
+        self._forget_unused_keys()
+
+    def _forget_unused_keys(self) -> None:
+        """What this process knows of keys no route uses any more goes."""
+        keys = set(self.deployments_of)
+        for hid in set(self.stats) - keys:
             del self.stats[hid]
-        self.herd.failing &= set(self.deployments_of)
-        self.suspects &= set(self.deployments_of)
+        self.herd.failing &= keys
+        self.suspects &= keys
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         reply = command_reply(kwargs)
