@@ -22,8 +22,10 @@ from .routetable import Catalog, Change, Overlay, RouteEditError
 PREFIX = "!/"
 COMMAND_ERROR_TYPE = "failover_command_error"
 FORBIDDEN_TYPE = "failover_command_forbidden"
-_SYNTAX = re.compile(r"^!/([a-z][a-z\-]*)(?:\((.*)\))?$", re.S)
-_ARG = re.compile(r"^\s*([a-z_]+)\s*(?:=\s*(.*?))?\s*$", re.S)
+MAX_LENGTH = 2048  # a command is short: a longer text is refused before it is parsed
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_ARG_NAME = re.compile(r"[a-z_]{1,32}")  # used with fullmatch on a bounded string: no backtracking
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CommandError(ValueError):
@@ -76,41 +78,76 @@ class Command:
         return SPECS[self.name]
 
 
-def command_text(messages: Any) -> str | None:
-    """The text of the last user message when it is a command (`!/...`), else None."""
-    if not isinstance(messages, list):
+def command_name(text: str) -> str | None:
+    """The known command a stripped `text` is (`!/name`, then the end or `(`), else None.
+
+    Only a known name is a command: any other `!/...` text (a shebang, a path) is the model's.
+    Reads at most a few dozen characters, whatever the text's length."""
+    if not text.startswith(PREFIX):
         return None
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # [{"type": "text", "text": "..."}]
-                texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-                content = texts[0] if len(texts) == 1 and len(content) == 1 else None
-            if isinstance(content, str) and content.strip().startswith(PREFIX):
-                return content.strip()
-            return None
-    return None
+    end = len(PREFIX)
+    limit = min(len(text), end + 40)
+    while end < limit and text[end] in _NAME_CHARS:
+        end += 1
+    name = text[len(PREFIX) : end]
+    if name not in SPECS:
+        return None
+    return name if text[end : end + 1] in ("", "(") else None
+
+
+def command_text(messages: Any) -> str | None:
+    """The text of the last user message when it is a known command (`!/name...`), else None.
+
+    The last user message only counts when it is the conversation's last message: an agent
+    loop that resends a conversation with the command's reply (or anything else) after it
+    does not run the command again."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    message = messages[-1]
+    if not isinstance(message, Mapping) or message.get("role") != "user":
+        return None
+    content = message.get("content")
+    if isinstance(content, list):  # [{"type": "text", "text": "..."}]
+        texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+        content = texts[0] if len(texts) == 1 and len(content) == 1 else None
+    if not isinstance(content, str):
+        return None
+    if not content[:64].lstrip().startswith(PREFIX):  # cheap, whatever the message's length
+        return None
+    text = content.strip()
+    return text if command_name(text) is not None else None
 
 
 def parse(text: str) -> Command:
-    """`!/name(key=value,...)` -> Command. Raises CommandError naming what is wrong."""
-    m = _SYNTAX.match(text.strip())
-    if m is None:
-        raise CommandError(f"malformed command {text[:80]!r}: expected !/name or !/name(key=value,...); try !/help")
-    name, body = m.group(1), m.group(2)
-    spec = SPECS.get(name)
-    if spec is None:
-        raise CommandError(f"unknown command '!/{name}'; try !/help")
+    """`!/name(key=value,...)` -> Command. Raises CommandError naming what is wrong.
+
+    Linear in the text's length, and the text is at most MAX_LENGTH characters."""
+    text = text.strip()
+    if len(text) > MAX_LENGTH:
+        raise CommandError(f"command too long ({len(text)} characters; at most {MAX_LENGTH}); try !/help")
+    name = command_name(text)
+    if name is None:
+        head = text[: len(PREFIX) + 40]
+        raise CommandError(f"unknown command {head!r}; try !/help")
+    spec = SPECS[name]
+    body: str | None = None
+    rest = text[len(PREFIX) + len(name) :]
+    if rest:
+        if not rest.endswith(")"):
+            raise CommandError(f"malformed command {text[:80]!r}: expected !/name or !/name(key=value,...); try !/help")
+        body = rest[1:-1]
     args: dict[str, str] = {}
     if body is not None and body.strip():
         for part in body.split(","):
-            a = _ARG.match(part)
-            if a is None:
+            key, _, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not _ARG_NAME.fullmatch(key):
                 raise CommandError(f"!/{name}: malformed argument {part.strip()[:40]!r}; usage: {spec.usage}")
-            key, value = a.group(1), a.group(2)
+            if _CONTROL.search(value):
+                raise CommandError(f"!/{name}: argument {key!r} contains a control character")
             if key in args:
                 raise CommandError(f"!/{name}: argument {key!r} given twice")
-            args[key] = value if value is not None else ""
+            args[key] = value
     allowed = set(spec.args) | ({"model"} if name == "unset" else set())
     extra = sorted(set(args) - allowed)
     if extra:

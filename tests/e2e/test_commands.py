@@ -145,7 +145,6 @@ def test_writes_need_an_admin_and_change_nothing_otherwise(proxy: ProxyProcess, 
 @pytest.mark.parametrize(
     ("command", "says"),
     [
-        ("!/frobnicate", "unknown command '!/frobnicate'"),
         ("!/route-list(name=chat", "malformed command"),
         ("!/route-append(name=chat)", "requires name and element"),
         ("!/route-append(name=chat,element=beta:gpt-y,color=red)", "unknown argument 'color'"),
