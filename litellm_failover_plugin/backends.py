@@ -25,7 +25,7 @@ from .limits import Limits
 ENV_PREFIX = "os.environ/"
 DAY_S = 86400.0
 LIMITS = ("rpm", "tpm")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # with fullmatch: `$` would take a trailing newline
 
 
 class Model(BaseModel):
@@ -34,7 +34,7 @@ class Model(BaseModel):
 
 
 def check_name(what: str, name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(
             f"{what} name {name!r} must start with a letter or digit and use only letters, "
             "digits, '_', '-' and '.'"

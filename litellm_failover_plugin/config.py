@@ -29,7 +29,7 @@ from .policies import POLICIES
 from .retries import RetryPolicy
 
 SECTION = "failover_settings"
-_PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")
+_PRINTABLE = re.compile(r"[\x21-\x7e]{1,256}")  # with fullmatch: `$` would take a trailing newline
 _BREAKER = BreakerConfig()  # the defaults live with the code that uses them
 _RETRY = RetryPolicy()
 WEEK_S = 7 * DAY_S
@@ -82,7 +82,7 @@ class Element(_Model):
         if not sep or not backend or not model:
             raise ValueError(f"{value!r} must be 'backend:model'")
         check_name("backend", backend)
-        if not _PRINTABLE.match(model):
+        if not _PRINTABLE.fullmatch(model):
             raise ValueError(f"model {model!r} must be printable ASCII without spaces (it is sent back in a header)")
         return value
 
@@ -263,7 +263,7 @@ class FailoverSettings(_Model):
     @classmethod
     def _route_names(cls, value: dict[str, Route]) -> dict[str, Route]:
         for name in value:
-            if not _PRINTABLE.match(name) or "/" in name:
+            if not _PRINTABLE.fullmatch(name) or "/" in name:
                 raise ValueError(
                     f"route name {name!r} must be printable ASCII without spaces or '/' (it is sent back in a header)"
                 )

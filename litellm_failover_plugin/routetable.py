@@ -19,8 +19,30 @@ from typing import Any
 from .policies import POLICIES
 
 RouteMapping = dict[str, Any]  # one route, as written under failover_settings.routes
-ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-MODEL_NAME = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces: it goes into headers and URLs
+ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # fullmatch: a `$` would take a trailing newline
+MODEL_NAME = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no spaces: it goes into headers and URLs
+
+
+# An element's litellm_params a run-time edit may set: what the call asks of the model and how
+# long it may take. Never where the key is sent or what is sent with it (api_base, base_url,
+# api_key, api_version, headers, extra_headers, organization, custom_llm_provider, ...): those
+# come from config.yaml only, whoever makes the edit.
+RUNTIME_PARAMS = frozenset(
+    {
+        "timeout",
+        "stream_timeout",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+        "reasoning_effort",
+    }
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RouteEditError(ValueError):
@@ -87,7 +109,7 @@ def policy_of(route: Mapping[str, Any]) -> str:
 
 
 def check_route_name(name: str) -> str:
-    if not ROUTE_NAME.match(name):
+    if not isinstance(name, str) or not ROUTE_NAME.fullmatch(name):
         raise RouteEditError(
             f"route name {name!r} must start with a letter or digit and use only letters, digits, '_', '-' and '.'"
         )
@@ -102,10 +124,12 @@ def check_policy(policy: str) -> str:
 
 
 def check_element(element: str, catalog: Catalog) -> str:
+    if _CONTROL.search(element):
+        raise RouteEditError(f"element {element!r} contains a control character")
     backend, sep, model = element.strip().partition(":")
     if not sep or not backend or not model:
         raise RouteEditError(f"element {element!r} must be 'backend:model'")
-    if not MODEL_NAME.match(model):
+    if not MODEL_NAME.fullmatch(model):
         raise RouteEditError(f"model {model!r} in element {element!r} must be printable ASCII without spaces")
     if backend not in catalog.backends:
         known = ", ".join(sorted(catalog.backends)) or "none"
@@ -148,6 +172,7 @@ def put(overlay: Overlay, catalog: Catalog, name: str, route: Mapping[str, Any])
         new["policy"] = check_policy(new["policy"])
     for e in element_names(new):
         check_element(e, catalog)
+    check_runtime_params(new, catalog.base.get(name))
     return _write(overlay, name, new), Change("put", name, before, new)
 
 
@@ -181,3 +206,53 @@ def reset(overlay: Overlay, catalog: Catalog, name: str) -> tuple[Overlay, Chang
     routes = {k: v for k, v in overlay.routes.items() if k != name}
     after = catalog.base.get(name)
     return Overlay(overlay.version + 1, routes), Change("reset", name, before, dict(after) if after else None)
+
+
+def _element_params(route: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """element name -> its litellm_params, for the elements of a route mapping that have some."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for e in (route or {}).get("elements") or []:
+        if isinstance(e, Mapping) and isinstance(e.get("litellm_params"), Mapping):
+            out[str(e.get("element", ""))] = e["litellm_params"]
+    return out
+
+
+def check_runtime_params(route: Mapping[str, Any], config_route: Mapping[str, Any] | None) -> None:
+    """A run-time route may set only RUNTIME_PARAMS in its elements' litellm_params; any other
+    one only with the value config.yaml's route of the same name gives the same element (a route
+    read from the API and written back with a change keeps its config.yaml parameters)."""
+    configured = _element_params(config_route)
+    for element, params in _element_params(route).items():
+        for key, value in params.items():
+            if key in RUNTIME_PARAMS:
+                continue
+            if key in configured.get(element, {}) and configured[element][key] == value:
+                continue
+            raise RouteEditError(
+                f"element {element!r}: litellm_params.{key} cannot be set at run time (where a key is sent and "
+                f"what is sent with it come from config.yaml only); allowed: {', '.join(sorted(RUNTIME_PARAMS))}"
+            )
+
+
+def unservable(overlay: Overlay, base: Mapping[str, RouteMapping]) -> dict[str, str]:
+    """Stored runtime routes no edit could make now (written by an older version): route name ->
+    why. They are not served, and the next change drops them, so one cannot stop the others."""
+    bad: dict[str, str] = {}
+    for name, route in overlay.routes.items():
+        try:
+            check_route_name(name)
+            if route is not None:
+                if not isinstance(route, Mapping):
+                    raise RouteEditError("not a route mapping")
+                for e in element_names(route):
+                    if _CONTROL.search(e):
+                        raise RouteEditError(f"element {e!r} contains a control character")
+                check_runtime_params(route, base.get(name))
+        except RouteEditError as e:
+            bad[name] = str(e)
+    return bad
+
+
+def without(overlay: Overlay, names: Mapping[str, str] | set[str]) -> Overlay:
+    """The overlay without the runtime versions of `names` (same version)."""
+    return Overlay(overlay.version, {k: v for k, v in overlay.routes.items() if k not in names})

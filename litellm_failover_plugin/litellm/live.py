@@ -27,7 +27,17 @@ from redis.exceptions import RedisError
 from ..commands import Access, Command, CommandError, Result, execute
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
-from ..routetable import Catalog, Change, Overlay, RouteEditError, effective_routes, element_names, policy_of
+from ..routetable import (
+    Catalog,
+    Change,
+    Overlay,
+    RouteEditError,
+    effective_routes,
+    element_names,
+    policy_of,
+    unservable,
+    without,
+)
 from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore
 from .install import foreign_model_names, update
 from .runner import FailoverRunner
@@ -135,6 +145,7 @@ class LiveRoutes:
         async with self._apply_lock:
             if not force and overlay.version <= self.overlay.version:
                 return True
+            overlay = self._servable(overlay)
             try:
                 settings = self.compose(overlay)
             except ConfigError as e:  # e.g. config.yaml lost a backend a runtime route uses
@@ -196,7 +207,7 @@ class LiveRoutes:
         made: list[Change] = []
 
         def apply_edit(current: Overlay) -> Overlay:
-            new, change = edit(current)
+            new, change = edit(self._servable(current, quiet=True))  # the write drops what cannot be served
             try:
                 self.compose(new)
             except ConfigError as e:
@@ -232,6 +243,14 @@ class LiveRoutes:
             _compact(change.after),
         )
         return change
+
+    def _servable(self, overlay: Overlay, *, quiet: bool = False) -> Overlay:
+        """`overlay` without the stored routes no edit could make now (a name with a control
+        character, a parameter that redirects a key: written by an older version)."""
+        bad = unservable(overlay, self.base_routes)
+        for name, why in bad.items() if not quiet else ():
+            log.error("failover routes: stored runtime route %r is not served: %s", name, why)
+        return without(overlay, bad) if bad else overlay
 
     async def run_command(self, command: Command, who: str) -> Result:
         if command.spec.access is not Access.WRITE:

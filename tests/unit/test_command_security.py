@@ -8,7 +8,8 @@ import pytest
 
 from litellm_failover_plugin import routetable as rt
 from litellm_failover_plugin.commands import MAX_LENGTH, CommandError, command_text, parse
-from litellm_failover_plugin.routetable import Catalog, RouteEditError
+from litellm_failover_plugin.config import ConfigError, parse_settings
+from litellm_failover_plugin.routetable import Catalog, Overlay, RouteEditError
 
 CATALOG = Catalog(base={"chat": {"policy": "m", "elements": ["alpha:gpt-x"]}}, backends=frozenset({"alpha", "beta"}))
 
@@ -85,3 +86,81 @@ def test_a_command_runs_only_when_it_is_the_last_message() -> None:
     assert command_text([cmd, {"role": "assistant", "content": "Element 'beta:gpt-y' appended"}]) is None
     assert command_text([cmd, {"role": "assistant", "content": "x"}, {"role": "tool", "content": "y"}]) is None
     assert command_text([cmd, {"role": "assistant", "content": "x"}, {"role": "user", "content": "hi"}]) is None
+
+
+@pytest.mark.parametrize(
+    "param",
+    ["api_base", "base_url", "api_key", "api_version", "headers", "extra_headers", "organization", "custom_llm_provider", "aws_region_name"],
+)
+def test_a_run_time_edit_cannot_say_where_a_key_goes_or_what_goes_with_it(param: str) -> None:
+    route = {"policy": "k", "elements": [{"element": "alpha:gpt-x", "litellm_params": {param: "https://evil.example/v1"}}]}
+    with pytest.raises(RouteEditError, match=f"litellm_params.{param} cannot be set at run time"):
+        rt.put(Overlay(), CATALOG, "evil", route)
+    with pytest.raises(RouteEditError, match="cannot be set at run time"):
+        rt.put(Overlay(), CATALOG, "chat", route)  # over a config route too
+
+
+def test_a_run_time_edit_may_set_the_allowed_parameters_and_keep_config_ones() -> None:
+    params = {"timeout": 5, "max_tokens": 100, "temperature": 0.2}
+    rt.put(Overlay(), CATALOG, "ok", {"elements": [{"element": "alpha:gpt-x", "litellm_params": params}]})
+    base = {"chat": {"elements": [{"element": "alpha:gpt-x", "litellm_params": {"api_version": "2024-10-01"}}]}}
+    catalog = Catalog(base=base, backends=CATALOG.backends)
+    same = {"elements": [{"element": "alpha:gpt-x", "litellm_params": {"api_version": "2024-10-01", "timeout": 9}}]}
+    rt.put(Overlay(), catalog, "chat", same)  # config.yaml's own value, read back and written again
+    with pytest.raises(RouteEditError, match="api_version"):
+        rt.put(Overlay(), catalog, "chat", {"elements": [{"element": "alpha:gpt-x", "litellm_params": {"api_version": "x"}}]})
+    with pytest.raises(RouteEditError, match="api_version"):  # the same value on another route is no config value
+        rt.put(Overlay(), catalog, "other", same)
+
+
+@pytest.mark.parametrize("name", ["chat\n", "chat\r\n", "ch\x00at", "chat\x7f", "\nchat"])
+def test_a_route_name_with_a_control_character_is_refused(name: str) -> None:
+    with pytest.raises(RouteEditError, match="route name"):
+        rt.put(Overlay(), CATALOG, name, {"elements": []})
+    with pytest.raises(RouteEditError, match="route name"):
+        rt.create(Overlay(), CATALOG, name, "k")
+
+
+@pytest.mark.parametrize("element", ["alpha:gpt-x\n", "alpha:gpt\x00x", "alpha\n:gpt-x", "alpha:gpt-x\x1b[31m"])
+def test_an_element_with_a_control_character_is_refused(element: str) -> None:
+    with pytest.raises(RouteEditError, match="control character"):
+        rt.put(Overlay(), CATALOG, "r", {"elements": [element]})
+    with pytest.raises(RouteEditError, match="control character"):
+        rt.add_element(Overlay(), CATALOG, "chat", element, first=False)
+
+
+def test_a_command_argument_with_a_control_character_is_refused() -> None:
+    with pytest.raises(CommandError, match="control character"):
+        parse("!/route-append(name=ch\x00at,element=alpha:gpt-x)")
+    with pytest.raises(CommandError, match="control character"):
+        parse("!/route-append(name=chat,element=alpha:gpt\nx)")
+
+
+def test_stored_routes_an_older_version_let_in_are_found_and_dropped() -> None:
+    stored = Overlay(
+        7,
+        {
+            "good": {"elements": ["alpha:gpt-x"]},
+            "chat\n": {"elements": ["alpha:gpt-x"]},
+            "bad-element": {"elements": ["alpha:gpt-x\n"]},
+            "redirect": {"elements": [{"element": "alpha:gpt-x", "litellm_params": {"api_base": "http://evil"}}]},
+            "gone": None,
+        },
+    )
+    bad = rt.unservable(stored, CATALOG.base)
+    assert set(bad) == {"chat\n", "bad-element", "redirect"}
+    assert rt.without(stored, bad) == Overlay(7, {"good": {"elements": ["alpha:gpt-x"]}, "gone": None})
+
+
+@pytest.mark.parametrize(
+    ("where", "section"),
+    [
+        ("routes", {"backends": {"alpha": {"provider": "openai", "api_keys": {"a1": "sk"}}}, "routes": {"chat\n": {"elements": ["alpha:m"]}}}),
+        ("elements", {"backends": {"alpha": {"provider": "openai", "api_keys": {"a1": "sk"}}}, "routes": {"chat": {"elements": ["alpha:m\n"]}}}),
+        ("backends", {"backends": {"alpha\n": {"provider": "openai", "api_keys": {"a1": "sk"}}}}),
+        ("api_keys", {"backends": {"alpha": {"provider": "openai", "api_keys": {"a1\n": "sk"}}}}),
+    ],
+)
+def test_config_refuses_a_name_ending_in_a_newline(where: str, section: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=where):
+        parse_settings(section)
