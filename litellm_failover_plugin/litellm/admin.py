@@ -30,6 +30,7 @@ from ..routetable import put as put_route
 from ..routetable import reset as reset_route
 from . import adapter
 from .live import StoreUnavailable
+from .model_access import may_use
 
 if TYPE_CHECKING:
     from .plugin import FailoverPlugin
@@ -52,6 +53,18 @@ def who(user: Any) -> str:
     return "role:" + str(getattr(getattr(user, "user_role", None), "value", "unknown"))
 
 
+def sees_all(plugin: FailoverPlugin, user: Any) -> bool:
+    """Proxy admins (and everyone, on a proxy without auth: `commands.writers: any`) read every
+    route with its parameters, and the status; others read only the routes they may use."""
+    return is_admin(user) or plugin.live.settings.commands.writers == "any"
+
+
+async def usable_routes(plugin: FailoverPlugin, user: Any) -> list[str]:
+    """The routes in force that `user` may name in a request (LiteLLM's own check)."""
+    router = adapter.live_router()
+    return [n for n in plugin.live.settings.routes if await may_use(user, n, router)]
+
+
 def error_body(message: str, type_: str, status: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": str(status)}}
 
@@ -72,6 +85,12 @@ def route_view(plugin: FailoverPlugin, name: str) -> dict[str, Any] | None:
     }
 
 
+def public_view(view: dict[str, Any] | None) -> dict[str, Any]:
+    """What a non-admin reads of a route: no parameters, no source."""
+    assert view is not None
+    return {k: view[k] for k in ("name", "policy", "elements")}
+
+
 STATUS_PATH = "/failover/status"
 _added = False
 
@@ -83,14 +102,20 @@ def add_status_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
     if _added:
         return
 
-    async def failover_status() -> dict[str, Any]:
-        return await plugin_of().status()
+    async def failover_status(user: Caller) -> Any:
+        plugin = plugin_of()
+        if not sees_all(plugin, user):
+            return JSONResponse(
+                error_body("/failover/status needs a proxy admin (the master key or role proxy_admin)", FORBIDDEN_TYPE, 403),
+                status_code=403,
+            )
+        return await plugin.status()
 
     try:
         app, _ = adapter.proxy_app()
     except ImportError:  # litellm used without its proxy extras
         return
-    app.add_api_route(STATUS_PATH, failover_status, methods=["GET"], dependencies=[Depends(user_api_key_auth)])
+    app.add_api_route(STATUS_PATH, failover_status, methods=["GET"])
     add_admin_routes(plugin_of)
     _added = True
 
@@ -133,6 +158,8 @@ def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
         plugin = plugin_of()
         plugin.ensure_installed()
         live = plugin.live
+        if not sees_all(plugin, user):  # names, policies and elements of the routes it may use
+            return {"routes": [public_view(route_view(plugin, n)) for n in await usable_routes(plugin, user)]}
         return {
             "version": live.overlay.version,
             "store": live.store.kind,
@@ -141,7 +168,10 @@ def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
         }
 
     async def get_route(name: str, user: Caller) -> Any:
-        view = route_view(plugin_of(), name)
+        plugin = plugin_of()
+        view = route_view(plugin, name)
+        if view is not None and not sees_all(plugin, user):
+            view = public_view(view) if await may_use(user, name, adapter.live_router()) else None
         return view if view is not None else fail(f"Failover route {name!r} does not exist", 404)
 
     async def put(name: str, request: Request, user: Caller) -> JSONResponse:

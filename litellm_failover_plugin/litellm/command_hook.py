@@ -17,7 +17,10 @@ from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE, CommandError, may_run
 from ..routing import KEYS_GROUP_PREFIX
 from .admin import is_admin, who
 from .live import LiveRoutes, StoreUnavailable, session_id
-from .replies import leave_reply
+from .model_access import may_use
+from .replies import SESSION_WARNING_KEY, leave_reply
+
+_LISTINGS = frozenset({"list-failover-routes", "route-list"})  # a non-admin reads only the routes it may use
 
 
 async def carry_out(live: LiveRoutes, text: str, user: Any, data: dict[str, Any], router: Any) -> None:
@@ -32,16 +35,18 @@ async def carry_out(live: LiveRoutes, text: str, user: Any, data: dict[str, Any]
             403,
             FORBIDDEN_TYPE,
         )
+    hidden: frozenset[str] = frozenset()
+    if command.name in _LISTINGS and not (is_admin(user) or live.settings.commands.writers == "any"):
+        hidden = frozenset([n for n in live.settings.routes if not await may_use(user, n, router)])
     try:
-        result = await live.run_command(command, who(user))
+        result = await live.run_command(command, who(user), hidden=hidden)
         if result.session is not None:
             headers = (data.get("proxy_server_request") or {}).get("headers")
-            sid = session_id(headers, getattr(user, "api_key", None))
+            sid = session_id(headers, user)
             if sid is None:
                 raise CommandError(f"!/{command.name} needs a session: send an x-session-id header")
             route = result.session.route
-            allowed = getattr(user, "models", None) or []
-            if route is not None and allowed and route not in allowed and "all-proxy-models" not in allowed:
+            if route is not None and not await may_use(user, route, router):
                 raise command_error(f"this key may not use model {route!r}", 403, FORBIDDEN_TYPE)
             await live.set_session(sid, route)
     except CommandError as e:
@@ -56,6 +61,26 @@ async def carry_out(live: LiveRoutes, text: str, user: Any, data: dict[str, Any]
         if not names:
             raise ModifyResponseException(message=result.reply, model=str(data.get("model") or ""), request_data=data)
         data["model"] = sorted(names)[0]
+
+
+async def apply_session(live: LiveRoutes, user: Any, data: dict[str, Any], router: Any) -> None:
+    """A chat request of a session `!/set` to a route goes to that route, when the caller may
+    still use it (checked again now: key, team or access groups may have changed since) and it
+    still exists. Otherwise the request goes to the model it names, with a warning header."""
+    headers = (data.get("proxy_server_request") or {}).get("headers")
+    route = live.session_route(session_id(headers, user))
+    if route is None or route == data.get("model"):
+        return
+    if route not in live.settings.routes and route not in live.catalog().reserved:
+        why = f"this session's route {route!r} no longer exists; served the model asked for"
+    elif not await may_use(user, route, router):
+        why = f"this key may not use this session's route {route!r}; served the model asked for"
+    else:
+        data["model"] = route
+        return
+    md = data.setdefault("metadata", {})
+    if isinstance(md, dict):
+        md[SESSION_WARNING_KEY] = why
 
 
 def command_error(message: str, status: int, type_: str = COMMAND_ERROR_TYPE) -> ProxyException:

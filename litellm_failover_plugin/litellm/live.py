@@ -70,13 +70,16 @@ def route_store_for(settings: FailoverSettings, config_path: str | None) -> Rout
     return FileRouteStore(path) if path is not None else MemoryRouteStore()
 
 
-def session_id(headers: Mapping[str, Any] | None, api_key: str | None) -> str | None:
-    """`x-session-id` when the client sends one, else the caller's key (only ever as a hash)."""
-    for k, v in (headers or {}).items():
-        if str(k).lower() == "x-session-id" and v:
-            return "h:" + hashlib.sha256(str(v).encode()).hexdigest()[:32]
-    if api_key:
-        return "k:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+def session_id(headers: Mapping[str, Any] | None, user: Any) -> str | None:
+    """A session belongs to the caller that made it: the caller's key (its hashed token), and
+    within it the `x-session-id` the client sends. Another key sending the same `x-session-id`
+    has a session of its own. Kept only as a hash."""
+    identity = str(getattr(user, "token", None) or getattr(user, "api_key", None) or "")
+    sent = next((str(v) for k, v in (headers or {}).items() if str(k).lower() == "x-session-id" and v), None)
+    if sent is not None:
+        return "h:" + hashlib.sha256(f"{identity}\x00{sent}".encode()).hexdigest()[:32]
+    if identity:
+        return "k:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
     return None
 
 
@@ -252,9 +255,11 @@ class LiveRoutes:
             log.error("failover routes: stored runtime route %r is not served: %s", name, why)
         return without(overlay, bad) if bad else overlay
 
-    async def run_command(self, command: Command, who: str) -> Result:
+    async def run_command(self, command: Command, who: str, *, hidden: frozenset[str] = frozenset()) -> Result:
+        """Carry out a command; `hidden`: routes a read must not show (the caller may not use them)."""
         if command.spec.access is not Access.WRITE:
-            return execute(command, self.overlay, self.catalog())
+            overlay = Overlay(self.overlay.version, {**self.overlay.routes, **dict.fromkeys(hidden)}) if hidden else self.overlay
+            return execute(command, overlay, self.catalog())
         catalog = self.catalog()
         results: list[Result] = []
 

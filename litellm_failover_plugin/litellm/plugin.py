@@ -32,13 +32,13 @@ from ..state.resilient import ResilientStore
 from ..state.routes import MemoryRouteStore
 from . import adapter, compat, selfcheck
 from .admin import add_status_routes
-from .command_hook import carry_out
+from .command_hook import apply_session, carry_out
 from .health import HealthChecker
 from .health_endpoint import add_health_route_once
 from .install import install, installed_runner, is_keys_group, is_ours
-from .live import LiveRoutes, route_store_for, session_id
+from .live import LiveRoutes, route_store_for
 from .outcome import PRIORITY_KEY
-from .replies import COMMAND_KEY
+from .replies import COMMAND_KEY, SESSION_WARNING_HEADER, SESSION_WARNING_KEY
 from .runner import FailoverRunner
 from .status import status_rows
 from .translate import METADATA_KEY, check_providers
@@ -216,11 +216,8 @@ class FailoverPlugin(CustomLogger):
             if text is not None:
                 await carry_out(self.live, text, user_api_key_dict, data, _live_router())
                 return None
-        if commands and self.live.sessions:
-            headers = (data.get("proxy_server_request") or {}).get("headers")
-            route = self.live.session_route(session_id(headers, getattr(user_api_key_dict, "api_key", None)))
-            if route is not None:
-                data["model"] = route  # !/set: this session's requests go to its route
+        if commands and chat and self.live.sessions:  # a session rewrites chat requests only
+            await apply_session(self.live, user_api_key_dict, data, _live_router())
         model = data.get("model")
         if isinstance(model, str) and (router := _live_router()) is not None and (is_ours(router, model) or is_keys_group(router, model)):
             raise _invalid_request(f"model {model!r} is not served: ask for its failover route by name")
@@ -260,12 +257,19 @@ class FailoverPlugin(CustomLogger):
         # LiteLLM calls this hook: what selfcheck.py checks. (A route reached as a LiteLLM fallback
         # left its headers in LiteLLM's copy of the metadata: they go out as additional headers.)
         selfcheck.headers_ran()
+        out: dict[str, str] = {}
+        for bucket in ("metadata", "litellm_metadata"):
+            md = data.get(bucket)
+            if isinstance(md, dict) and isinstance(md.get(SESSION_WARNING_KEY), str):
+                out[SESSION_WARNING_HEADER] = md[SESSION_WARNING_KEY]
         for bucket in ("metadata", "litellm_metadata"):
             md = data.get(bucket)
             if isinstance(md, dict) and isinstance(md.get(METADATA_KEY), dict):
                 headers = md[METADATA_KEY].get("headers")
-                return dict(headers) if isinstance(headers, dict) else None
-        return None
+                if isinstance(headers, dict):
+                    out.update(headers)
+                break
+        return out or None
 
 
 _proxy_plugin: FailoverPlugin | None = None
@@ -288,7 +292,7 @@ def _drop_private_metadata(data: dict[str, Any]) -> None:
     for bucket in ("metadata", "litellm_metadata"):
         md = data.get(bucket)
         if isinstance(md, dict):
-            for key in (METADATA_KEY, COMMAND_KEY, PRIORITY_KEY):
+            for key in (METADATA_KEY, COMMAND_KEY, PRIORITY_KEY, SESSION_WARNING_KEY):
                 md.pop(key, None)
 
 

@@ -18,6 +18,8 @@ from .translate import HEADER_PREFIX, METADATA_KEY
 
 COMMAND_KEY = "failover_command"
 COMMAND_HEADER = f"{HEADER_PREFIX}command"
+SESSION_WARNING_KEY = "failover_session_warning"  # why a request's session did not rewrite it
+SESSION_WARNING_HEADER = f"{HEADER_PREFIX}session-warning"
 
 
 def leave_reply(data: dict[str, Any], command: str, reply: str) -> None:
