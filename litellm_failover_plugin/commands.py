@@ -1,6 +1,6 @@
 """`!/...` chat commands that manage failover routes. Pure: parse, authorize, apply, reply.
 
-A command is the whole content of the last user message of a chat completion request, e.g.
+A command is the whole content of the last message (a user's) of a chat completion request, e.g.
 `!/route-append(name=chat,element=openai:gpt-4o)`. `parse` turns the text into a `Command`
 (None when the text is not a command at all); `execute` applies it to the route overlay and
 returns the reply text, the new overlay and the change to store and log, or a session change.

@@ -7,6 +7,9 @@
     POST   /failover/routes/{name}/reset  drop a route's runtime changes
     POST   /failover/reload               re-read failover_settings from config.yaml
 
+Reads: proxy admins see everything; other keys see only the routes they may use (LiteLLM's own
+model access check), without parameters, and not /failover/status.
+
 Writes take the same validation, store and sharing as the `!/` commands, and the same rule on
 who may: proxy admins (the master key, or a caller whose role is proxy_admin), or anyone with
 `commands.writers: any`.
