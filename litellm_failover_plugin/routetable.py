@@ -2,7 +2,7 @@
 
 config.yaml is the base. A route created or changed at run time is kept whole in an `Overlay`
 (name -> the route as it would be written in config.yaml) and wins over config.yaml's route of
-the same name; a deleted route is kept as a tombstone (None) and stays deleted; `reset` drops
+the same name; a deleted config.yaml route is kept as a tombstone (None) and stays deleted; `reset` drops
 the runtime version, so config.yaml's route (if any) is back. Every edit returns a new Overlay
 with the next version and a `Change` (before -> after) to log; a refused edit raises
 `RouteEditError` and changes nothing.
@@ -152,8 +152,13 @@ def put(overlay: Overlay, catalog: Catalog, name: str, route: Mapping[str, Any])
 
 
 def delete(overlay: Overlay, catalog: Catalog, name: str) -> tuple[Overlay, Change]:
+    """A config.yaml route is kept deleted by a tombstone; a route made at run time is forgotten
+    (a tombstone would hide a route of that name that config.yaml gains later)."""
     before = _existing(overlay, catalog, name)
-    return _write(overlay, name, None), Change("delete", name, before, None)
+    if name in catalog.base:
+        return _write(overlay, name, None), Change("delete", name, before, None)
+    routes = {k: v for k, v in overlay.routes.items() if k != name}
+    return Overlay(overlay.version + 1, routes), Change("delete", name, before, None)
 
 
 def add_element(overlay: Overlay, catalog: Catalog, name: str, element: str, *, first: bool) -> tuple[Overlay, Change]:
