@@ -27,25 +27,24 @@ from pathlib import Path
 from typing import Any
 
 from litellm.router import Router
-from redis.exceptions import RedisError
 
 from ..commands import Access, Command, CommandError, Result, execute
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
-from ..overlays import compose, conflict_message, hidden_config_routes, not_served_message, serve
+from ..overlays import compose, conflict_message, hidden_config_routes, serve
 from ..routetable import Catalog, Change, Overlay, RouteEditError, element_names, policy_of
 from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore, StoreError, check_state_file
 from .install import foreign_model_names, update
+from .route_keeping import REDIS_DOWN, RouteStore, StoreKeeping
 from .runner import FailoverRunner
 from .translate import check_providers
 
 log = logging.getLogger("litellm_failover_plugin")
-RouteStore = MemoryRouteStore | FileRouteStore | RedisRouteStore
 ACK_TIMEOUT_S = 2.0  # a writer waits at most this long for the other replicas to apply a change
 SESSION_TOUCH_S = 600.0  # a session in use is kept alive in Redis at most this often
 RETRY_S = 1.0  # a state file that could not be read is read again at most this often
 EPOCH_CHECK_S = 5.0  # a replica looks this often whether Redis lost its data without an outage seen
-_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+_REDIS_DOWN = REDIS_DOWN
 
 
 class StoreUnavailable(Exception):
@@ -97,7 +96,7 @@ class Session:
     touched: float
 
 
-class LiveRoutes:
+class LiveRoutes(StoreKeeping):
     def __init__(
         self,
         section: Mapping[str, Any],
@@ -133,17 +132,6 @@ class LiveRoutes:
     def compose(self, overlay: Overlay, section: Mapping[str, Any] | None = None) -> FailoverSettings:
         """The settings in force with `overlay` over `section` (default: config.yaml's). Raises ConfigError."""
         return compose(section if section is not None else self.section, overlay)
-
-    def report(self) -> dict[str, Any]:
-        """What GET /failover/routes and /failover/status show of the stored routes."""
-        return {
-            "version": self.overlay.version,
-            "store": self.store.kind,
-            "store_problem": self.problem,
-            "not_served": [
-                {"name": n, "why": why, "route": self.overlay.routes.get(n)} for n, why in self.unserved.items()
-            ],
-        }
 
     def catalog(self) -> Catalog:
         reserved = foreign_model_names(self.router) if self.router is not None else frozenset()
@@ -186,58 +174,6 @@ class LiveRoutes:
         if self.router is not None and self.runner is not None:
             update(self.router, self.runner, settings)
         self.settings = settings
-
-    def _set_unserved(self, unserved: dict[str, str]) -> None:
-        for name, why in unserved.items():
-            if self.unserved.get(name) != why:
-                log.error("failover routes: %s", not_served_message(name, why))
-        for name in self.unserved.keys() - unserved.keys():
-            log.info("failover routes: stored run-time route %r is %s", name, "served again" if name in self.settings.routes else "gone")
-        self.unserved = dict(unserved)
-
-    def _trouble(self, problem: str) -> None:
-        """The store cannot be read: serve what is known, refuse changes, say it once."""
-        if problem != self.problem:
-            log.error(
-                "failover routes: %s; serving the routes known here (version %d); route changes are refused until it is fixed",
-                problem,
-                self.overlay.version,
-            )
-        self.problem = problem
-
-    async def _sync(self) -> None:
-        """Read the store and serve what is newer. A store that holds nothing or an older version
-        lost it (emptied, truncated, replaced): this process writes back what it serves."""
-        try:
-            stored = await self.store.read()
-        except StoreError as e:
-            self._trouble(str(e))
-            return
-        if self.problem is not None:
-            log.info("failover routes: the route store is readable again")
-            self.problem = None
-        known = self.overlay
-        if stored is None or stored.version < known.version:
-            if known.version > 0:
-                await self._write_back(known, stored)
-            return
-        await self.apply(stored)
-
-    async def _write_back(self, known: Overlay, stored: Overlay | None) -> None:
-        held = "nothing" if stored is None else f"version {stored.version}"
-        log.warning(
-            "failover routes: the route store holds %s, older than the version %d served here (emptied, truncated or "
-            "replaced?): writing version %d back; versions only move forward",
-            held,
-            known.version,
-            known.version,
-        )
-        try:
-            await self.store.change(lambda current: known if current.version < known.version else current)
-        except (StoreError, *_REDIS_DOWN) as e:
-            log.error("failover routes: could not write version %d back (%s)", known.version, e)
-        if isinstance(self.store, FileRouteStore):
-            self._stamp = self.store.stamp()
 
     async def before_request(self) -> None:
         """File store: another process changed the routes since the last look? Serve them. (A
@@ -287,20 +223,6 @@ class LiveRoutes:
                     log.warning("failover routes: route store unreachable (%s); serving the routes known here", type(e).__name__)
                 outage = True
                 await asyncio.sleep(1.0)
-
-    async def _resync(self) -> None:
-        """Redis again: if its data set changed (restarted empty, flushed), write back the routes
-        and sessions this replica holds; then serve what is newest."""
-        assert isinstance(self.store, RedisRouteStore)
-        epoch = await self.store.epoch(uuid.uuid4().hex)
-        lost, self._epoch = self._epoch is not None and epoch != self._epoch, epoch
-        if lost:
-            now, ttl = self.clock(), self.settings.commands.session_ttl_s
-            alive = {sid: (s.route, ttl - (now - s.seen)) for sid, s in self.sessions.items() if now - s.seen < ttl}
-            written = await self.store.restore_sessions(alive)
-            log.warning("failover routes: Redis lost the route store's data (restarted empty or flushed); %d sessions written back", written)
-        await self._sync()
-        await self._load_sessions()
 
     # --- changes ----------------------------------------------------------------------------
 
