@@ -38,24 +38,42 @@ def reason(e: ConfigError) -> str:
 def serve(section: Mapping[str, Any], overlay: Overlay) -> Served:
     """The settings to serve: config.yaml with every stored route that validates over it, and
     the ones that do not, each with why. Raises ConfigError only if `section` itself is bad."""
-    try:
-        return Served(compose(section, overlay))
-    except ConfigError:
-        pass
-    accepted: dict[str, Any] = {}
-    unserved: dict[str, str] = {}
-    for name, route in overlay.routes.items():  # one at a time, over what was accepted before it
-        if route is not None and not isinstance(route, Mapping):
-            unserved[name] = "the stored route is not a mapping"
-            continue
-        trial = Overlay(overlay.version, {**accepted, name: route})
+    unserved = {n: "the stored route is not a mapping" for n, r in overlay.routes.items() if r is not None and not isinstance(r, Mapping)}
+    if not unserved:
         try:
-            compose(section, trial)
+            return Served(compose(section, overlay))
+        except ConfigError:
+            pass
+    accepted = {n: r for n, r in overlay.routes.items() if n not in unserved}
+    while True:  # set aside the routes the error names (a few parses, whatever the number of routes)
+        try:
+            return Served(compose(section, Overlay(overlay.version, accepted)), unserved)
+        except ConfigError as e:
+            blamed = _blame(e, accepted)
+        if not blamed:
+            break
+        for name, why in blamed.items():
+            unserved[name] = why
+            del accepted[name]
+    kept: dict[str, Any] = {}  # the error names no stored route: one at a time, over what was kept before it
+    for name, route in accepted.items():
+        try:
+            compose(section, Overlay(overlay.version, {**kept, name: route}))
         except ConfigError as e:
             unserved[name] = reason(e)
             continue
-        accepted[name] = route
-    return Served(compose(section, Overlay(overlay.version, accepted)), unserved)
+        kept[name] = route
+    return Served(compose(section, Overlay(overlay.version, kept)), unserved)
+
+
+def _blame(e: ConfigError, routes: Mapping[str, Any]) -> dict[str, str]:
+    """The stored routes a validation error is about (`routes.NAME.` in its message), with what it says of each."""
+    out: dict[str, list[str]] = {}
+    for line in reason(e).split("; "):
+        named = [n for n in routes if f"routes.{n}." in line or f"routes.{n}:" in line]
+        if named:
+            out.setdefault(max(named, key=len), []).append(line)
+    return {n: "; ".join(lines) for n, lines in out.items()}
 
 
 def not_served_message(name: str, why: str) -> str:

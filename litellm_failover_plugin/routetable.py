@@ -69,7 +69,7 @@ def effective_routes(base: Mapping[str, RouteMapping], overlay: Overlay) -> dict
     for name, route in overlay.routes.items():
         if route is None:
             out.pop(name, None)
-        else:
+        elif isinstance(route, Mapping):  # anything else (a hand-edited file) is set aside, see overlays.py
             out[name] = dict(route)
     return out
 
