@@ -136,6 +136,10 @@ def status_from_proxy(url: str, api_key: str | None, route: str | None = None, a
         return 0
     worker = f", answered by worker pid {body['worker']}" if body.get("worker") is not None else ""
     _table(f"failover status of {url} (state store: {body.get('store')}){worker}", body["deployments"])
+    for unserved in body.get("routes_not_served") or []:
+        print(f"not served: stored run-time route {unserved['name']!r}: {unserved['why']}")
+    if body.get("route_store_problem"):
+        print(f"route store: {body['route_store_problem']} (route changes are refused until it is fixed)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 config.yaml is the base. A route created or changed at run time is kept whole in an `Overlay`
 (name -> the route as it would be written in config.yaml) and wins over config.yaml's route of
-the same name; a deleted route is kept as a tombstone (None) and stays deleted; `reset` drops
+the same name; a deleted config.yaml route is kept as a tombstone (None) and stays deleted; `reset` drops
 the runtime version, so config.yaml's route (if any) is back. Every edit returns a new Overlay
 with the next version and a `Change` (before -> after) to log; a refused edit raises
 `RouteEditError` and changes nothing.
@@ -91,7 +91,7 @@ def effective_routes(base: Mapping[str, RouteMapping], overlay: Overlay) -> dict
     for name, route in overlay.routes.items():
         if route is None:
             out.pop(name, None)
-        else:
+        elif isinstance(route, Mapping):  # anything else (a hand-edited file) is set aside, see overlays.py
             out[name] = dict(route)
     return out
 
@@ -177,8 +177,13 @@ def put(overlay: Overlay, catalog: Catalog, name: str, route: Mapping[str, Any])
 
 
 def delete(overlay: Overlay, catalog: Catalog, name: str) -> tuple[Overlay, Change]:
+    """A config.yaml route is kept deleted by a tombstone; a route made at run time is forgotten
+    (a tombstone would hide a route of that name that config.yaml gains later)."""
     before = _existing(overlay, catalog, name)
-    return _write(overlay, name, None), Change("delete", name, before, None)
+    if name in catalog.base:
+        return _write(overlay, name, None), Change("delete", name, before, None)
+    routes = {k: v for k, v in overlay.routes.items() if k != name}
+    return Overlay(overlay.version + 1, routes), Change("delete", name, before, None)
 
 
 def add_element(overlay: Overlay, catalog: Catalog, name: str, element: str, *, first: bool) -> tuple[Overlay, Change]:
@@ -236,14 +241,14 @@ def check_runtime_params(route: Mapping[str, Any], config_route: Mapping[str, An
 
 def unservable(overlay: Overlay, base: Mapping[str, RouteMapping]) -> dict[str, str]:
     """Stored runtime routes no edit could make now (written by an older version): route name ->
-    why. They are not served, and the next change drops them, so one cannot stop the others."""
+    why. overlays.serve sets them aside with the others that do not validate, so one cannot stop the others."""
     bad: dict[str, str] = {}
     for name, route in overlay.routes.items():
         try:
             check_route_name(name)
             if route is not None:
                 if not isinstance(route, Mapping):
-                    raise RouteEditError("not a route mapping")
+                    raise RouteEditError("the stored route is not a mapping")
                 for e in element_names(route):
                     if _CONTROL.search(e):
                         raise RouteEditError(f"element {e!r} contains a control character")
@@ -251,8 +256,3 @@ def unservable(overlay: Overlay, base: Mapping[str, RouteMapping]) -> dict[str, 
         except RouteEditError as e:
             bad[name] = str(e)
     return bad
-
-
-def without(overlay: Overlay, names: Mapping[str, str] | set[str]) -> Overlay:
-    """The overlay without the runtime versions of `names` (same version)."""
-    return Overlay(overlay.version, {k: v for k, v in overlay.routes.items() if k not in names})

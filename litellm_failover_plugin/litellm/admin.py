@@ -13,16 +13,23 @@ model access check), without parameters, and not /failover/status.
 Writes take the same validation, store and sharing as the `!/` commands, and the same rule on
 who may: proxy admins (the master key, or a caller whose role is proxy_admin), or anyone with
 `commands.writers: any`.
+
+No request here answers 500: a caller LiteLLM cannot authenticate gets an OpenAI-shaped 401
+whatever LiteLLM's database state (`authenticated`), a body sent without a Content-Type is read
+as JSON, and a route store that cannot be used is a 503 naming the problem.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from litellm.proxy._types import ProxyException
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
 from ..commands import COMMAND_ERROR_TYPE, FORBIDDEN_TYPE
@@ -39,7 +46,44 @@ if TYPE_CHECKING:
     from .plugin import FailoverPlugin
 
 PREFIX = "/failover"
-Caller = Annotated[Any, Depends(user_api_key_auth)]  # the proxy's own key check; its UserAPIKeyAuth
+AUTH_ERROR_TYPE = "auth_error"
+
+
+@functools.wraps(user_api_key_auth)  # FastAPI resolves the same key headers as for LiteLLM's own routes
+async def authenticated(*args: Any, **kwargs: Any) -> Any:
+    """The proxy's own key check, answering 401 (OpenAI-shaped) for any caller it cannot
+    authenticate: without a database, LiteLLM's own error path fails (500) on a missing key."""
+    request = kwargs.get("request", args[0] if args else None)
+    if isinstance(request, Request):
+        with contextlib.suppress(Exception):  # LiteLLM reads a body without Content-Type as a form and
+            await request.body()  # consumes it; read first, the body stays readable as JSON
+    try:
+        return await user_api_key_auth(*args, **kwargs)
+    except ProxyException as e:
+        if str(e.code).startswith("4") and e.type != "no_db_connection":
+            raise
+        raise _unauthorized(e.message) from None
+    except HTTPException as e:
+        if 400 <= e.status_code < 500:
+            raise ProxyException(str(e.detail), AUTH_ERROR_TYPE, None, e.status_code) from None
+        raise _unauthorized(str(e.detail)) from None
+    except Exception as e:  # LiteLLM's error path failing, without a database: what it was handling
+        raise _unauthorized(_cause(e)) from None
+
+
+def _cause(e: BaseException) -> str:
+    seen: BaseException | None = e
+    while seen is not None and isinstance(seen, ImportError):
+        seen = seen.__context__
+    return str(seen) if seen is not None else type(e).__name__
+
+
+def _unauthorized(why: str) -> ProxyException:
+    why = why.strip() or "no valid key"
+    return ProxyException(f"Authentication failed: {why} (send Authorization: Bearer <key>)", AUTH_ERROR_TYPE, None, 401)
+
+
+Caller = Annotated[Any, Depends(authenticated)]  # the proxy's own key check; its UserAPIKeyAuth
 
 
 def is_admin(user: Any) -> bool:
@@ -161,17 +205,18 @@ def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
         plugin = plugin_of()
         plugin.ensure_installed()
         live = plugin.live
+        await live.before_request()  # another process's change to the state file: shown now
         if not sees_all(plugin, user):  # names, policies and elements of the routes it may use
             return {"routes": [public_view(route_view(plugin, n)) for n in await usable_routes(plugin, user)]}
         return {
-            "version": live.overlay.version,
-            "store": live.store.kind,
+            **live.report(),
             "routes": [route_view(plugin, n) for n in live.settings.routes],
             "deleted": sorted(n for n, r in live.overlay.routes.items() if r is None),
         }
 
     async def get_route(name: str, user: Caller) -> Any:
         plugin = plugin_of()
+        await plugin.live.before_request()  # another process's change to the state file: shown now
         view = route_view(plugin, name)
         if view is not None and not sees_all(plugin, user):
             view = public_view(view) if await may_use(user, name, adapter.live_router()) else None
@@ -180,6 +225,8 @@ def add_admin_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
     async def put(name: str, request: Request, user: Caller) -> JSONResponse:
         try:
             body = json.loads(await request.body() or b"null")
+        except RuntimeError:  # the body was consumed before us
+            return fail("the body could not be read: send it with Content-Type: application/json", 400)
         except ValueError as e:
             return fail(f"the body must be a JSON route mapping: {e}", 400)
         if not isinstance(body, dict):

@@ -6,6 +6,11 @@ overlay applied). A change is validated in full (the same checks as at start-up)
 atomically, applied to this process's router, pushed to the other replicas (Redis pub/sub),
 and acknowledged by them before the writer answers. With the file store, another process's
 change is noticed by the file's stamp before the next request is served.
+
+Nothing stored is lost by this process: a stored route that no longer validates is set aside
+and listed (`unserved`), the others are served; a store that cannot be read leaves the last
+good routes in service and refuses changes (`problem`); a store that lost versions (Redis
+restarted empty, a truncated file) gets back the newer one this process serves.
 """
 
 from __future__ import annotations
@@ -22,32 +27,24 @@ from pathlib import Path
 from typing import Any
 
 from litellm.router import Router
-from redis.exceptions import RedisError
 
 from ..commands import Access, Command, CommandError, Result, execute
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
-from ..routetable import (
-    Catalog,
-    Change,
-    Overlay,
-    RouteEditError,
-    effective_routes,
-    element_names,
-    policy_of,
-    unservable,
-    without,
-)
-from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore
+from ..overlays import compose, conflict_message, hidden_config_routes, serve
+from ..routetable import Catalog, Change, Overlay, RouteEditError, element_names, policy_of
+from ..state.routes import FileRouteStore, MemoryRouteStore, RedisRouteStore, StoreError, check_state_file
 from .install import foreign_model_names, update
+from .route_keeping import REDIS_DOWN, RouteStore, StoreKeeping
 from .runner import FailoverRunner
 from .translate import check_providers
 
 log = logging.getLogger("litellm_failover_plugin")
-RouteStore = MemoryRouteStore | FileRouteStore | RedisRouteStore
 ACK_TIMEOUT_S = 2.0  # a writer waits at most this long for the other replicas to apply a change
 SESSION_TOUCH_S = 600.0  # a session in use is kept alive in Redis at most this often
-_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+RETRY_S = 1.0  # a state file that could not be read is read again at most this often
+EPOCH_CHECK_S = 5.0  # a replica looks this often whether Redis lost its data without an outage seen
+_REDIS_DOWN = REDIS_DOWN
 
 
 class StoreUnavailable(Exception):
@@ -64,10 +61,22 @@ def state_file_for(config_path: str | None, settings: FailoverSettings) -> Path 
 
 
 def route_store_for(settings: FailoverSettings, config_path: str | None) -> RouteStore:
+    """The route store; a `commands.state_file` that cannot be one stops start-up (ConfigError)."""
     if settings.redis_url:
         return RedisRouteStore.from_url(settings.redis_url)
     path = state_file_for(config_path, settings)
-    return FileRouteStore(path) if path is not None else MemoryRouteStore()
+    if path is None:
+        return MemoryRouteStore()
+    problem = check_state_file(path)
+    if problem is not None:
+        if settings.commands.state_file:
+            raise ConfigError(f"invalid failover_settings:\n  failover_settings.commands.state_file: {problem}")
+        log.warning(
+            "failover routes: the state file beside config.yaml cannot be used (%s): route changes will be refused; "
+            "set failover_settings.commands.state_file to a writable path",
+            problem,
+        )
+    return FileRouteStore(path)
 
 
 def session_id(headers: Mapping[str, Any] | None, user: Any) -> str | None:
@@ -90,7 +99,7 @@ class Session:
     touched: float
 
 
-class LiveRoutes:
+class LiveRoutes(StoreKeeping):
     def __init__(
         self,
         section: Mapping[str, Any],
@@ -109,7 +118,13 @@ class LiveRoutes:
         self.runner: FailoverRunner | None = None
         self.router: Router | None = None
         self.sessions: dict[str, Session] = {}
-        self._stamp: tuple[int, int, int] | None = None
+        self.unserved: dict[str, str] = {}  # stored routes that do not validate -> why
+        self.problem: str | None = None  # why the route store cannot be read now
+        self._said: set[str] = set()  # write failures logged already
+        self._stamp: tuple[int, ...] | None = None
+        self._tried = 0.0
+        self._epoch: str | None = None  # Redis: the data set this replica last saw
+        self._resync_due = False
         self._apply_lock = asyncio.Lock()
 
     @property
@@ -119,10 +134,7 @@ class LiveRoutes:
 
     def compose(self, overlay: Overlay, section: Mapping[str, Any] | None = None) -> FailoverSettings:
         """The settings in force with `overlay` over `section` (default: config.yaml's). Raises ConfigError."""
-        section = dict(section if section is not None else self.section)
-        base_routes = section.get("routes") or {}
-        section["routes"] = effective_routes(base_routes if isinstance(base_routes, Mapping) else {}, overlay)
-        return parse_settings(section)
+        return compose(section if section is not None else self.section, overlay)
 
     def catalog(self) -> Catalog:
         reserved = foreign_model_names(self.router) if self.router is not None else frozenset()
@@ -133,29 +145,32 @@ class LiveRoutes:
     async def load(self) -> None:
         """Read the stored overlay at start: runtime changes survive a restart."""
         try:
-            overlay = await self.store.load()
+            if isinstance(self.store, RedisRouteStore):
+                self._epoch = await self.store.epoch(uuid.uuid4().hex)
+            await self._sync()
+            if isinstance(self.store, RedisRouteStore):
+                await self._load_sessions()
         except _REDIS_DOWN as e:
             log.warning("failover routes: route store unreachable at start (%s); serving config.yaml's routes", type(e).__name__)
+            self._resync_due = True
             return
-        await self.apply(overlay)
-        if isinstance(self.store, FileRouteStore):
-            self._stamp = self.store.stamp()
-        if isinstance(self.store, RedisRouteStore):
-            await self._load_sessions()
+        for name in hidden_config_routes(self.section, self.overlay):
+            log.info("failover routes: config.yaml's route %r stays deleted (deleted at run time; `!/route-reset(name=%s)` brings it back)", name, name)
 
-    async def apply(self, overlay: Overlay, *, force: bool = False) -> bool:
-        """Serve `overlay` (if newer than what is served). False if it cannot be served."""
+    async def apply(self, overlay: Overlay) -> bool:
+        """Serve `overlay` if newer than what is served (versions only move forward): every stored
+        route that validates; the others are listed in `unserved`, with why, and logged."""
         async with self._apply_lock:
-            if not force and overlay.version <= self.overlay.version:
+            if overlay.version <= self.overlay.version:
                 return True
-            overlay = self._servable(overlay)
             try:
-                settings = self.compose(overlay)
-            except ConfigError as e:  # e.g. config.yaml lost a backend a runtime route uses
+                served = serve(self.section, overlay)
+            except ConfigError as e:  # config.yaml itself: checked at start and at reload
                 log.error("failover routes: stored runtime routes cannot be served (%s); keeping the current ones", e)
                 return False
-            self._serve(settings)
+            self._serve(served.settings)
             self.overlay = overlay
+            self._set_unserved(served.unserved)
             return True
 
     def _serve(self, settings: FailoverSettings) -> None:
@@ -164,34 +179,43 @@ class LiveRoutes:
         self.settings = settings
 
     async def before_request(self) -> None:
-        """File store: another process changed the routes since the last request? Serve them."""
+        """File store: another process changed the routes since the last look? Serve them. (A
+        store that could not be read is looked at again at most every RETRY_S.)"""
         if isinstance(self.store, FileRouteStore):
             stamp = self.store.stamp()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                await self.apply(await self.store.load())
+            now = self.clock()
+            if stamp != self._stamp or (self.problem is not None and now - self._tried >= RETRY_S):
+                self._stamp, self._tried = stamp, now
+                await self._sync()
 
     async def listen(self) -> None:
-        """Redis: apply other replicas' changes as they are published, and acknowledge them."""
+        """Redis: apply other replicas' changes as they are published, and acknowledge them;
+        after an outage, or when Redis lost its data, read again and write back what was lost."""
         store = self.store
         if not isinstance(store, RedisRouteStore):
             return
-        outage = False
+        outage = self._resync_due
+        loop = asyncio.get_running_loop()
+        looked = loop.time()
         while True:
             try:
-                if outage:  # messages may have been missed: read everything again
-                    await self.apply(await store.load(), force=True)
-                    await self._load_sessions()
+                if outage:  # messages may have been missed, or Redis restarted empty
+                    await self._resync()
                     log.warning("failover routes: route store reachable again; routes and sessions re-read")
                     outage = False
                 async for kind, value in store.changes():
-                    if kind == "routes" and value.startswith("reload:"):
+                    if kind == "idle":
+                        if loop.time() - looked >= EPOCH_CHECK_S:
+                            looked = loop.time()
+                            if await store.epoch(uuid.uuid4().hex) != self._epoch:  # flushed, or restarted unseen
+                                await self._resync()
+                    elif kind == "routes" and value.startswith("reload:"):
                         if value != f"reload:{self.replica}":
                             await self._reload_announced()
                     elif kind == "routes":
                         version = int(value)
                         if version > self.overlay.version:
-                            await self.apply(await store.load())
+                            await self._sync()
                         await store.acknowledge(version)
                     else:
                         await self._load_session(str(value))
@@ -210,17 +234,26 @@ class LiveRoutes:
         made: list[Change] = []
 
         def apply_edit(current: Overlay) -> Overlay:
-            new, change = edit(self._servable(current, quiet=True))  # the write drops what cannot be served
-            try:
-                self.compose(new)
-            except ConfigError as e:
-                raise RouteEditError(str(e).replace("invalid failover_settings:\n  ", "")) from None
+            known = self.overlay
+            start = current if current.version >= known.version else known  # versions only move forward
+            new, change = edit(start)
+            unserved = serve(self.section, new).unserved
+            if unserved:  # a route already set aside may stay so; this change may not set one aside
+                before = self.unserved if start is known else serve(self.section, start).unserved
+                broken = [why for name, why in unserved.items() if name == change.route or name not in before]
+                if broken:
+                    raise RouteEditError("; ".join(broken))
             made[:] = [change]
             return new
 
         started = self.clock()
         try:
             overlay, told = await self.store.change(apply_edit)
+        except StoreError as e:
+            if str(e) not in self._said:
+                self._said.add(str(e))
+                log.error("failover routes: a route change was refused: %s", e)
+            raise StoreUnavailable(f"the route store cannot be used: {e}; nothing changed") from None
         except _REDIS_DOWN as e:
             raise StoreUnavailable(f"the route store is unreachable ({type(e).__name__}); nothing changed") from None
         await self.apply(overlay)
@@ -246,14 +279,6 @@ class LiveRoutes:
             _compact(change.after),
         )
         return change
-
-    def _servable(self, overlay: Overlay, *, quiet: bool = False) -> Overlay:
-        """`overlay` without the stored routes no edit could make now (a name with a control
-        character, a parameter that redirects a key: written by an older version)."""
-        bad = unservable(overlay, self.base_routes)
-        for name, why in bad.items() if not quiet else ():
-            log.error("failover routes: stored runtime route %r is not served: %s", name, why)
-        return without(overlay, bad) if bad else overlay
 
     async def run_command(self, command: Command, who: str, *, hidden: frozenset[str] = frozenset()) -> Result:
         """Carry out a command; `hidden`: routes a read must not show (the caller may not use them)."""
@@ -288,12 +313,28 @@ class LiveRoutes:
         Redis, every other replica then re-reads its own config.yaml. Raises ConfigError, with
         the start-up message, and changes nothing, when it is bad."""
         section = load_section(config_path)
-        settings = self.compose(self.overlay, section)
-        check_providers(settings)
+        base = parse_settings(section)
+        check_providers(base)
+        served = serve(section, self.overlay)
+        conflicts = {n: why for n, why in served.unserved.items() if n not in self.unserved}
+        if conflicts:  # a route served now would be set aside: that is the stored change's doing
+            raise ConfigError(conflict_message(conflicts))
+        settings = served.settings
+        had = set(self.base_routes)
         async with self._apply_lock:
             self.section = section
-            self.base = parse_settings(section)
+            self.base = base
             self._serve(settings)
+            self._set_unserved(served.unserved)
+        for name in hidden_config_routes(section, self.overlay):
+            if name not in had:
+                log.warning(
+                    "failover routes: config.yaml's new route %r is not served: a stored run-time deletion hides it; "
+                    "`!/route-reset(name=%s)` (POST /failover/routes/%s/reset) brings it in",
+                    name,
+                    name,
+                    name,
+                )
         log.info("failover settings reloaded from %s by=%s: %d routes", config_path, who, len(settings.routes))
         if announce and isinstance(self.store, RedisRouteStore):
             try:

@@ -195,6 +195,8 @@ class FailoverPlugin(CustomLogger):
         out: dict[str, Any] = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
         out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
         out["worker"] = os.getpid()  # with --num_workers, which worker process answered
+        routes = self.live.report()  # stored routes set aside, a route store that cannot be read
+        out["routes_not_served"], out["route_store_problem"] = routes["not_served"], routes["store_problem"]
         if os.environ.get("FAILOVER_DEBUG_TASKS"):  # for leak tests: the proxy's asyncio tasks
             out["tasks"] = len(asyncio.all_tasks())
         return out

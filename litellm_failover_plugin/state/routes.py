@@ -9,6 +9,10 @@
   (bounded) for as many acknowledgements as there were subscribers, so when a command's reply
   reaches the client every replica already serves by it.
 - `MemoryRouteStore`: one process, nothing kept (the Python API and tests).
+
+A store that cannot be read or written (garbage in the file, a directory in its place, a Redis
+key that is not an overlay) raises `StoreError` naming the problem; the caller keeps serving
+what it knows and refuses changes. `read()` tells "nothing stored" (None) from an empty overlay.
 """
 
 from __future__ import annotations
@@ -33,12 +37,49 @@ Edit = Callable[[Overlay], Overlay]
 PREFIX = "litellm_failover:"
 
 
+class StoreError(Exception):
+    """The route store cannot be read or written; the message names the problem."""
+
+
+def _overlay(raw: str | bytes | None, where: str) -> Overlay | None:
+    if raw is None:
+        return None
+    try:
+        return Overlay.from_json(raw)
+    except (ValueError, TypeError) as e:
+        raise StoreError(f"{where} is not a failover route overlay ({e}); move it away to start over") from None
+
+
+def check_state_file(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` cannot be the state file (None: it can). Creates its directory if missing."""
+    p = Path(path)
+    for above in p.parents:  # the nearest one that exists must be a directory
+        if above.exists():
+            if not above.is_dir():
+                return f"{str(above)!r}, above it, is not a directory"
+            break
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create its directory {str(p.parent)!r}: {e.strerror or e}"
+    if p.is_dir():
+        return f"{str(p)!r} is a directory"
+    if p.exists() and not os.access(p, os.R_OK | os.W_OK):
+        return f"{str(p)!r} is not readable and writable by this process"
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {str(p.parent)!r} (the file is replaced atomically, beside a .lock file)"
+    return None
+
+
 class MemoryRouteStore:
     kind = "memory"
 
     def __init__(self) -> None:
         self._overlay = Overlay()
         self._lock = asyncio.Lock()
+
+    async def read(self) -> Overlay | None:
+        return self._overlay
 
     async def load(self) -> Overlay:
         return self._overlay
@@ -58,48 +99,66 @@ class FileRouteStore:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = asyncio.Lock()
 
-    def stamp(self) -> tuple[int, int, int] | None:
-        """Changes whenever another process rewrites the file; None while there is none."""
+    def stamp(self) -> tuple[int, ...] | None:
+        """Changes whenever another process rewrites the file (or its mode); None while there is none."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError as e:  # e.g. its parent is a file: read() says so
+            return (-1, e.errno or 0)
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
-    def _read(self) -> Overlay:
+    def _read(self) -> Overlay | None:
         try:
             raw = self.path.read_text()
         except FileNotFoundError:
-            return Overlay()
-        try:
-            return Overlay.from_json(raw)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{self.path}: not a failover route state file ({e}); move it away to start over") from None
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise StoreError(f"the state file {str(self.path)!r} cannot be read ({why})") from None
+        if not raw.strip():  # truncated: nothing stored
+            return None
+        return _overlay(raw, f"the state file {str(self.path)!r}")
 
-    async def load(self) -> Overlay:
+    async def read(self) -> Overlay | None:
         return self._read()
 
+    async def load(self) -> Overlay:
+        return self._read() or Overlay()
+
     async def change(self, edit: Edit) -> tuple[Overlay, int]:
+        """Apply `edit` under the file lock. StoreError if the file cannot be read or written;
+        what `edit` raises goes through, and nothing is written."""
         async with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._lock_path, "a+") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # other worker processes of this machine
+            try:
+                return await self._change(edit)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot write the state file {str(self.path)!r} ({e.strerror or e}); "
+                    "set failover_settings.commands.state_file to a writable path"
+                ) from None
+
+    async def _change(self, edit: Edit) -> tuple[Overlay, int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # other worker processes of this machine
+            try:
+                new = edit(self._read() or Overlay())
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
                 try:
-                    new = edit(self._read())
-                    fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-                    try:
-                        with os.fdopen(fd, "w") as f:
-                            f.write(json.dumps(json.loads(new.to_json()), indent=2))
-                            f.flush()
-                            os.fsync(f.fileno())
-                        os.replace(tmp, self.path)
-                    except BaseException:
-                        with contextlib.suppress(OSError):
-                            os.unlink(tmp)
-                        raise
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
-            return new, 0
+                    with os.fdopen(fd, "w") as f:
+                        f.write(json.dumps(json.loads(new.to_json()), indent=2))
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return new, 0
 
 
 class RedisRouteStore:
@@ -112,20 +171,33 @@ class RedisRouteStore:
         self._acks = prefix + "routes:applied:"
         self.session_prefix = prefix + "session:"
         self.session_channel = prefix + "sessions"
+        self._epoch = prefix + "routes:epoch"
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 2.0) -> RedisRouteStore:
         return cls(redis_client(url, timeout_s))
 
+    async def read(self) -> Overlay | None:
+        return _overlay(await self._redis.get(self.key), f"the Redis key {self.key!r}")
+
     async def load(self) -> Overlay:
-        return Overlay.from_json(await self._redis.get(self.key))
+        return await self.read() or Overlay()
+
+    async def epoch(self, fresh: str) -> str:
+        """The id of this Redis's data set: set to `fresh` by the first replica that asks after
+        Redis started empty (or was flushed), so a changed id tells a replica its data was lost."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._epoch, fresh, nx=True)
+            pipe.get(self._epoch)
+            _, current = await pipe.execute()
+        return _text(current)
 
     async def change(self, edit: Edit) -> tuple[Overlay, int]:
         async with self._redis.pipeline(transaction=True) as pipe:
             for attempt in range(200):
                 try:
                     await pipe.watch(self.key)
-                    new = edit(Overlay.from_json(await pipe.get(self.key)))
+                    new = edit(_overlay(await pipe.get(self.key), f"the Redis key {self.key!r}") or Overlay())
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(self.key, new.to_json())
                     pipe.publish(self.channel, str(new.version))
@@ -136,13 +208,15 @@ class RedisRouteStore:
         raise RuntimeError("failover routes: too much contention on the route store")
 
     async def changes(self) -> AsyncIterator[tuple[str, str]]:
-        """What replicas change, as it is published: ("routes", version) or ("session", id)."""
+        """What replicas change, as it is published: ("routes", version) or ("session", id);
+        ("idle", "") after a second without any."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel, self.session_channel)
         try:
             while True:
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None or message.get("type") != "message":
+                    yield "idle", ""  # nothing for a second: the listener may look at the store
                     continue
                 kind = "routes" if _text(message["channel"]) == self.channel else "session"
                 yield kind, _text(message["data"])
@@ -187,6 +261,17 @@ class RedisRouteStore:
 
     async def touch_session(self, sid: str, ttl_s: float) -> None:
         await self._redis.expire(self.session_prefix + sid, max(1, int(ttl_s)))
+
+    async def restore_sessions(self, sessions: dict[str, tuple[str, float]]) -> int:
+        """Write back sessions (sid -> (route, seconds to live)) a data loss took; one set since
+        is never overwritten. How many were written."""
+        if not sessions:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid, (route, ttl) in sessions.items():
+                pipe.set(self.session_prefix + sid, route, ex=max(1, int(ttl)), nx=True)
+            written = await pipe.execute()
+        return sum(1 for w in written if w)
 
     async def sessions(self) -> dict[str, tuple[str, float]]:
         """Every live session: sid -> (route, seconds to live)."""

@@ -307,3 +307,35 @@ def test_worker_processes_share_changes_through_the_state_file(upstream: FakeUps
                 assert r.status_code == 200 and r.headers["x-failover-route"] == f"w{i}", r.text
         listing = reply(send(proxy, "!/list-failover-routes")).splitlines()[0]
         assert listing == "Failover routes: chat:m, " + ", ".join(f"w{i}:m" for i in range(6))
+
+
+def test_the_readmes_curl_without_content_type_is_read_as_json(proxy: ProxyProcess) -> None:
+    """`curl -X PUT ... -d '{...}'` sends Content-Type: application/x-www-form-urlencoded; httpx's
+    `content=` sends none. Both used to answer 500 (LiteLLM's auth read the body as a form)."""
+    body = b'{"policy": "km", "elements": ["alpha:gpt-x", {"element": "beta:gpt-y", "catch": ["rate_limit"]}]}'
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    for name, content_type in (("curl-form", {"Content-Type": "application/x-www-form-urlencoded"}), ("curl-none", {})):
+        r = httpx.put(f"{proxy.url}/failover/routes/{name}", content=body, headers={**admin, **content_type}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert httpx.get(f"{proxy.url}/failover/routes/{name}", headers=admin).json()["elements"] == ["alpha:gpt-x", "beta:gpt-y"]
+        assert httpx.delete(f"{proxy.url}/failover/routes/{name}", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sk-not-a-key"}, {"Authorization": "Basic abc"}])
+def test_the_plugins_endpoints_answer_401_to_a_caller_without_a_valid_key(proxy: ProxyProcess, headers: dict[str, str]) -> None:
+    """This proxy has no database: LiteLLM's own error path answered 500 without a key, 400
+    `no_db_connection` with a wrong one."""
+    for method, path in (
+        ("GET", "/failover/routes"),
+        ("GET", "/failover/routes/chat"),
+        ("GET", "/failover/status"),
+        ("PUT", "/failover/routes/chat"),
+        ("DELETE", "/failover/routes/chat"),
+        ("POST", "/failover/routes/chat/reset"),
+        ("POST", "/failover/reload"),
+    ):
+        r = httpx.request(method, f"{proxy.url}{path}", headers=headers, json={"elements": []} if method == "PUT" else None, timeout=30)
+        assert r.status_code == 401, (method, path, r.status_code, r.text)
+        error = r.json()["error"]
+        assert error["type"] == "auth_error" and error["code"] == "401" and "Authentication failed" in error["message"], error
+    assert "sk-not-a-key" not in proxy.log_text()
