@@ -298,3 +298,37 @@ async def test_a_scored_route_is_ranked_again_only_when_its_ranking_is_stale(ups
     reloaded = runner.ranked(runner.plans["chat"])
     assert reloaded is not second and [c.key for c in reloaded.candidates] == ["b1", "a1"]
     assert await served_by(router) == "b1"
+
+
+async def test_an_unlisted_429_goes_back_and_never_adopts_litellms_cooldown(upstream: FakeUpstream) -> None:
+    """The README's Configure example: alpha:gpt-x falls over on [500, 503] only. A 429 from it
+    goes back to the client as is, and LiteLLM's cooldown after it does not open the key's
+    breaker (it did: `closed -> open reason=LiteLLM cooldown`, on every route of the key)."""
+    import time
+
+    router = litellm.Router(model_list=[], allowed_fails=0, cooldown_time=60)
+    runner = attach(
+        router,
+        {
+            "backends": backends(upstream),
+            "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+            "model_fallback_status_codes": {"alpha:gpt-x": [500, 503]},
+            "breaker": {"failure_threshold": 1},
+        },
+    )
+    clock = Clock()
+    clock.now = time.time()  # LiteLLM's cooldown timestamps are real time
+    runner.clock = clock
+    upstream.set(**{"sk-a1": Behavior(429)})
+    with pytest.raises(litellm.RateLimitError):
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1"]  # handed back: beta was not called
+    cooldown = runner.router.cooldown_cache
+    for _ in range(50):  # LiteLLM records its cooldown from a background task
+        if await cooldown.async_get_active_cooldowns(model_ids=["chat/alpha:gpt-x/a1"], parent_otel_span=None):
+            break
+        await asyncio.sleep(0.02)
+    upstream.reset()
+    assert await served_by(router) == "a1"  # not skipped: the 429 was not a failure of this deployment
+    [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
+    assert row["state"] == "closed" and not row["litellm_cooldown"]
