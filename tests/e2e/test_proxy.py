@@ -163,7 +163,8 @@ def test_401_is_returned_as_401(client: httpx.Client, upstream: FakeUpstream) ->
     upstream.set(Behavior(401, message="bad key", error_type="invalid_api_key"))
     r = chat(client, "passthrough")
     assert r.status_code == 401
-    assert called(upstream) == ["a1:gpt-x"]
+    # each key of alpha is tried (a revoked key is that key's failure), never beta: 401 is not listed
+    assert called(upstream) == ["a1:gpt-x", "a2:gpt-x"]
 
 
 def test_success_after_failover_says_who_served(client: httpx.Client, upstream: FakeUpstream) -> None:

@@ -105,14 +105,24 @@ async def test_failed_probe_reopens_with_a_longer_cooldown(upstream: FakeUpstrea
     assert keys(upstream) == ["sk-b1"]
 
 
-async def test_auth_failure_disables_that_key_only(upstream: FakeUpstream) -> None:
-    router, _runner, _clock = make(upstream, policy="k", failure_threshold=5)
+async def test_auth_failure_disables_that_key_only_and_the_next_key_serves(upstream: FakeUpstream) -> None:
+    router, _runner, _clock = make(upstream, policy="mk", failure_threshold=5)
     upstream.set(**{"sk-a1": Behavior(401, message="invalid key")})
-    with pytest.raises(litellm.AuthenticationError):
-        await router.acompletion(model="chat", messages=MESSAGES)  # 401 is not listed: returned
+    # 401 is not listed: not a reason to fail the request while a2 is healthy, nor to leave alpha
+    assert await served_by(router) == "a2"
+    assert keys(upstream) == ["sk-a1", "sk-a2"]  # beta's b1 (next in mk order) is not for a revoked key
     upstream.reset()
-    assert await served_by(router) == "a2"  # a1 is disabled at once, a2 still used
-    assert keys(upstream) == ["sk-a2"]
+    assert await served_by(router) == "b1"  # a1 is disabled at once: skipped, the walk goes on in mk order
+    assert keys(upstream) == ["sk-b1"]
+
+
+async def test_auth_failure_of_every_key_of_the_element_goes_back_as_is(upstream: FakeUpstream) -> None:
+    router, _runner, _clock = make(upstream, policy="km", failure_threshold=5)
+    upstream.set(**{"sk-a1": Behavior(401, message="invalid key"), "sk-a2": Behavior(403, message="forbidden")})
+    with pytest.raises(litellm.APIError) as info:  # as LiteLLM raises an upstream's 403
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert info.value.status_code == 403
+    assert keys(upstream) == ["sk-a1", "sk-a2"]
 
 
 async def test_client_errors_do_not_count(upstream: FakeUpstream) -> None:
