@@ -177,7 +177,7 @@ class FailoverRun:
     _last_failure: Failure | None = None
     _position: int = 0
 
-    earlier_calls: int = 0  # upstream calls this request made in earlier walks (queue passes)
+    earlier: tuple[Attempt, ...] = ()  # this request's attempts in earlier walks (queue passes)
     known: int | None = None
     paused: bool = False  # candidates() stopped at `known`: read more, then walk on
     key_failed: str = ""  # a key of this element was refused (401/403, unlisted): only its other keys may go on
@@ -196,9 +196,19 @@ class FailoverRun:
         self.known = self._position
 
     @property
+    def earlier_calls(self) -> int:
+        """Upstream calls this request made in earlier walks."""
+        return sum(1 for a in self.earlier if a.outcome.called)
+
+    @property
     def calls(self) -> int:
         """Upstream calls this request has made, earlier walks included."""
         return self.earlier_calls + sum(1 for a in self.attempts if a.outcome.called)
+
+    @property
+    def history(self) -> tuple[Attempt, ...]:
+        """Every attempt of the request, earlier walks first: what its error lists."""
+        return (*self.earlier, *self.attempts)
 
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
