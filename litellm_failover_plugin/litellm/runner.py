@@ -267,7 +267,9 @@ class FailoverRunner(KeyHealth):
                 # the calls of every pass; skips of the last pass only (a long wait re-walks a route of dead keys many times)
                 earlier = tuple(a for a in run.history if a.outcome.called)
                 if waiter is None or run.stopped or not plan.candidates:
-                    raise self._exhausted(run, kwargs, retry_after=snap.next_due if run.limited else None)
+                    # no call made (every candidate open, cooling down or at its limit): say when one is back
+                    nothing_called = not any(a.outcome.called for a in run.attempts)
+                    raise self._exhausted(run, kwargs, retry_after=snap.next_due if run.limited or nothing_called else None)
                 if place is None:  # every candidate is down: wait for one to come back instead of failing
                     place = self._enter(waiter, run, kwargs, snap)
                 await self._wait(waiter, place, run, kwargs, snap, deadline)

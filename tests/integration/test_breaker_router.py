@@ -9,7 +9,7 @@ from typing import Any
 import litellm
 import pytest
 
-from litellm_failover_plugin import attach, compile_routes
+from litellm_failover_plugin import FailoverExhausted, attach, compile_routes
 from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
@@ -342,3 +342,15 @@ async def test_an_unlisted_429_goes_back_and_never_adopts_litellms_cooldown(upst
     assert await served_by(router) == "a1"  # not skipped: the 429 was not a failure of this deployment
     [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
     assert row["state"] == "closed" and not row["litellm_cooldown"]
+
+
+async def test_every_breaker_open_and_no_queue_says_when_the_first_probe_is_due(upstream: FakeUpstream) -> None:
+    router, _runner, clock = make(upstream, failure_threshold=1, cooldown_s=10)
+    upstream.set(Behavior(503))
+    with pytest.raises(FailoverExhausted):
+        await router.acompletion(model="chat", messages=MESSAGES)  # a1 and b1 open for 10 s
+    clock.now += 3
+    with pytest.raises(FailoverExhausted) as info:
+        await router.acompletion(model="chat", messages=MESSAGES)  # no call: every candidate is open
+    assert info.value.status_code == 503
+    assert info.value.failover_headers["retry-after"] == "7"  # type: ignore[attr-defined]
