@@ -193,6 +193,7 @@ class FailoverPlugin(CustomLogger):
         kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
         queues = {name: w.status() for name, w in self.runner.waiters.items()}
         out: dict[str, Any] = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
+        out["routes"] = sorted(self.runner.plans)  # every route served, with deployments or not
         out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
         out["worker"] = os.getpid()  # with --num_workers, which worker process answered
         if os.environ.get("FAILOVER_DEBUG_TASKS"):  # for leak tests: the proxy's asyncio tasks

@@ -166,6 +166,8 @@ def test_status_json_names_the_worker_and_filters_by_route(client: httpx.Client,
     assert f"answered by worker pid {body['worker']}" in " ".join(table.stdout.split())
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
     assert "solo/gamma:gpt-z/g1" in "".join(table.stdout.split())
+    nope = subprocess.run([*cmd, "--route", "nope"], capture_output=True, text=True, timeout=60)
+    assert nope.returncode == 2 and "no route 'nope'" in nope.stderr and "solo" in nope.stderr and nope.stdout == ""
 
 
 def test_metrics_true_serves_them_without_litellms_prometheus_callback_and_health_may_need_a_key(
