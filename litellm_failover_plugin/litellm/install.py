@@ -10,6 +10,7 @@ from litellm.router import Router
 from litellm.types.router import Deployment
 
 from ..config import ConfigError, FailoverSettings
+from ..instrumentation import RoutesServed
 from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
 from . import adapter, compat, failure_log
@@ -56,6 +57,8 @@ def update(router: Router, runner: FailoverRunner, settings: FailoverSettings) -
     _place(router, settings, plans)
     runner.update(settings, plans)
     runner.retire(before - set(runner.deployment_ids))
+    if runner.hooks:  # metrics of deleted routes and removed keys go
+        runner.emit(RoutesServed.of(runner.candidates.values(), plans))
     _log_routes("failover routes updated", plans)
 
 
