@@ -276,6 +276,13 @@ def test_routes_are_listed_as_models(client: httpx.Client, upstream: FakeUpstrea
     assert called(upstream) == []
 
 
+def test_model_info_lists_routes_never_their_keys_groups(client: httpx.Client) -> None:
+    rows = client.get("/model/info").json()["data"]
+    names = [r["model_name"] for r in rows]
+    assert "served" in names and "plain" in names
+    assert not [n for n in names if n.startswith(KEYS_GROUP_PREFIX)], names  # one row per key, each a keys group
+
+
 def test_unknown_model_is_an_openai_error(client: httpx.Client, upstream: FakeUpstream) -> None:
     r = chat(client, "no-such-route")
     assert r.status_code in (400, 404)
