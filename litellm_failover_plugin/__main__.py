@@ -1,6 +1,6 @@
 """Command line: `check` validates a config and shows the plans; `status` shows every deployment.
 
-    python -m litellm_failover_plugin check --config config.yaml
+    python -m litellm_failover_plugin check --config config.yaml [--no-env]
     python -m litellm_failover_plugin status --proxy-url http://127.0.0.1:4000
     python -m litellm_failover_plugin status --config config.yaml     # shared state, from Redis
     python -m litellm_failover_plugin status --proxy-url ... --route chat --json   # one route, as JSON
@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .config import ConfigError, FailoverSettings
@@ -30,7 +33,36 @@ def _load(path: str) -> FailoverSettings | None:
         return None
 
 
-def check(path: str) -> int:
+@contextlib.contextmanager
+def _placeholder_env(path: str) -> Iterator[list[str]]:
+    """Every `os.environ/NAME` the file names and this process lacks is set to a placeholder
+    while the block runs (then taken out again): the names so set."""
+    try:
+        text = open(path, encoding="utf-8").read()  # noqa: SIM115 - read at once
+    except OSError:
+        text = ""  # load_settings says what is wrong with the path
+    missing = sorted({v for v in _ENV_REF.findall(text) if not os.environ.get(v)})
+    for var in missing:
+        os.environ[var] = "placeholder-for-check"
+    try:
+        yield missing
+    finally:
+        for var in missing:
+            os.environ.pop(var, None)
+
+
+_ENV_REF = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def check(path: str, no_env: bool = False) -> int:
+    """Validate the config and print every route's attempt order. `no_env`: environment
+    variables the config names need not be set (a lint in CI, without the keys)."""
+    if no_env:
+        with _placeholder_env(path) as missing:
+            code = check(path)
+        if code == 0 and missing:
+            print(f"not checked (--no-env): environment variables {', '.join(missing)} are not set here")
+        return code
     settings = _load(path)
     if settings is None:
         return 1
@@ -67,23 +99,31 @@ TEXT_COLUMNS = ("deployment", "state")
 
 
 def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> str:
-    """The status table as text, wrapped to `width` columns (default: the terminal's, else 80)."""
+    """The status table as text, wrapped to `width` columns (default: the terminal's, else 80).
+    A deployment's name wraps after a `/` or `:`, never inside a name (unless one name alone is
+    wider than the column)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=True)
-    for header, _ in COLUMNS:
+    cells = [[_cell(show(row)) for _, show in COLUMNS] for row in rows]
+    others = [max([len(h), *(len(c[i]) for c in cells)]) for i, (h, _) in enumerate(COLUMNS) if i > 0]
+    # columns are two spaces apart (a divider and a left pad), with no edges
+    name_width = max(len(COLUMNS[0][0]), console.width - sum(others) - _GAP * (len(COLUMNS) - 1))
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1), show_edge=False)
+    for i, (header, _) in enumerate(COLUMNS):
         text = header in TEXT_COLUMNS
-        ratio = 1 if header == "deployment" else None  # the name gets what the numbers leave
         table.add_column(
-            header, justify="left" if text else "right", overflow="fold", no_wrap=not text, ratio=ratio, min_width=len(header)
+            header,
+            justify="left" if text else "right",
+            overflow="fold",
+            no_wrap=not text,
+            width=name_width if i == 0 else others[i - 1] + 1,  # a column's width holds its left pad
         )
     style = {"closed": "green", "open": "red", "half_open": "yellow"}
-    for row in rows:
-        cells = [_cell(show(row)) for _, show in COLUMNS]
-        table.add_row(*cells, style=style.get(str(row.get("state")), ""))
+    for row, cells_of_row in zip(rows, cells, strict=True):
+        table.add_row(wrap_name(cells_of_row[0], name_width), *cells_of_row[1:], style=style.get(str(row.get("state")), ""))
         shared = row.get("shared_by") or []
         note = " ".join(
             part
@@ -101,6 +141,23 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
         return console.export_text(styles=sys.stdout.isatty())
     finally:
         console.file.close()
+
+
+_GAP = 2
+
+
+def wrap_name(name: str, width: int) -> str:
+    """`route/backend:model/key` in lines of at most `width`, broken after a `/` or `:`; a part
+    longer than `width` alone is cut (the table folds it)."""
+    lines: list[str] = []
+    line = ""
+    for part in re.findall(r"[^/:]+[/:]?|[/:]", name):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def _cell(value: object) -> str:
@@ -128,6 +185,10 @@ def status_from_proxy(url: str, api_key: str | None, route: str | None = None, a
         print(f"{url}/failover/status answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
         return 1
     body = r.json()
+    if route is not None and not _route_known(route, body):
+        known = ", ".join(body.get("routes") or sorted({str(d.get("route")) for d in body.get("deployments", [])}))
+        print(f"no route {route!r} on {url}; its routes: {known or 'none'}", file=sys.stderr)
+        return 2
     body["deployments"] = _only(body.get("deployments", []), route)
     if route is not None:
         body["queues"] = {n: q for n, q in (body.get("queues") or {}).items() if n == route}
@@ -143,6 +204,14 @@ def status_from_proxy(url: str, api_key: str | None, route: str | None = None, a
     return 0
 
 
+def _route_known(route: str, body: dict[str, Any]) -> bool:
+    """Whether a proxy's status answer knows `route` (its `routes`; an older proxy's: its rows)."""
+    routes = body.get("routes")
+    if isinstance(routes, list):
+        return route in routes
+    return any(d.get("route") == route for d in body.get("deployments", []))
+
+
 def status_from_store(path: str, route: str | None = None, as_json: bool = False) -> int:
     """Read the shared breaker state straight from Redis (no proxy needed)."""
     import asyncio
@@ -155,7 +224,15 @@ def status_from_store(path: str, route: str | None = None, as_json: bool = False
     if not settings.redis_url:
         print("no Redis in this config: breaker state lives in each proxy; use --proxy-url", file=sys.stderr)
         return 1
-    every = [c for p in compile_routes(settings).values() for c in p.candidates]
+    plans = compile_routes(settings)
+    if route is not None and route not in plans:
+        print(
+            f"no route {route!r} in {path}; its routes: {', '.join(plans) or 'none'} "
+            "(routes made at run time: ask a proxy with --proxy-url)",
+            file=sys.stderr,
+        )
+        return 2
+    every = [c for p in plans.values() for c in p.candidates]
     routes: dict[str, list[str]] = {}
     for c in every:
         routes.setdefault(c.health_id, []).append(c.route)
@@ -206,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate failover_settings and print every route's attempt order")
     p.add_argument("--config", required=True, help="the LiteLLM config.yaml")
+    p.add_argument("--no-env", action="store_true", help="do not require the environment variables it names (keys): lint in CI")
     s = sub.add_parser("status", help="every deployment's breaker, cooldown, latency and success rate")
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("--proxy-url", help="ask a running proxy (GET /failover/status)")
@@ -215,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--json", action="store_true", help="print the status as JSON (as GET /failover/status answers)")
     args = parser.parse_args(argv)
     if args.command == "check":
-        return check(args.config)
+        return check(args.config, args.no_env)
     if args.proxy_url:
         return status_from_proxy(args.proxy_url, args.api_key, args.route, args.json)
     return status_from_store(args.config, args.route, args.json)

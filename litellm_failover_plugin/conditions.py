@@ -118,3 +118,9 @@ def falls_over(failure: Failure, conditions: Conditions) -> bool:
     if failure.status is None and failure.kind in (Kind.TIMEOUT, Kind.NETWORK, Kind.STREAM):
         return True
     return conditions.matches(failure)
+
+
+def key_refused(failure: Failure) -> bool:
+    """A 401/403 from the upstream: that key is refused (revoked, wrong, not allowed), not the
+    backend or the request. Unlisted, it moves on to the element's next key only."""
+    return not failure.local and failure.status in (401, 403)

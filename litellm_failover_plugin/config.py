@@ -225,6 +225,7 @@ class HealthEndpointSettings(_Model):
 
     enabled: bool = True
     auth: bool = False  # true: behind the proxy's own key check, like /failover/status
+    details: bool = False  # true: name every route's keys (backend:model/key) to any caller, not only admins
 
 
 class FailoverSettings(_Model):

@@ -29,9 +29,11 @@ from .breaker import (
     Transition,
     access,
     adopt_cooldown,
+    cooldown_counts,
     sane_hold,
     stale,
 )
+from .conditions import Failure, falls_over
 from .limits import Usage, at_limit
 from .retries import RetryPolicy, next_wait
 from .routing import Candidate, Outcome
@@ -107,6 +109,18 @@ def stale_cooldowns(
     closed on a success. They are cleared, never adopted: a probe, in this process or any
     other sharing the breaker, proved the key alive after them."""
     return [id for id, c in cooling.items() if (b := breakers.get(key_of[id].health_id)) is not None and stale(c, b)]
+
+
+def cooldown_applies(status: int | None, candidate: Candidate | None) -> bool:
+    """Whether LiteLLM's cooldown of `candidate`'s deployment, set after an HTTP `status` (None:
+    unknown), keeps its key out. Only a failure that counts against the deployment does: one the
+    list that applies to it falls over on, or a 401/403 (that key's own failure). A client error,
+    or a status the list hands back as is (a 429 where the list says [500, 503]), never does."""
+    if not cooldown_counts(status):
+        return False
+    if status is None or candidate is None or status in (401, 403):
+        return True
+    return falls_over(Failure(status), candidate.falls_over)
 
 
 def keys_down(cooling: Mapping[str, Cooldown], key_of: Mapping[str, Candidate]) -> dict[str, Cooldown]:

@@ -10,7 +10,7 @@ Events carry names (route, backend, model, key name), never a key's value. Pure:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .routing import Candidate
@@ -81,5 +81,18 @@ class UpstreamLatency:
     stream: bool
 
 
-Event = AttemptMade | RequestDone | BreakerSeen | QueueChanged | BudgetDenied | UpstreamLatency
+@dataclass(frozen=True, slots=True)
+class RoutesServed:
+    """The routes now served and their deployments' (route, backend, model, key): after a change,
+    what observers keep per deleted route or removed key can go."""
+
+    routes: frozenset[str]
+    deployments: frozenset[tuple[str, str, str, str]]
+
+    @classmethod
+    def of(cls, candidates: Iterable[Candidate], routes: Iterable[str]) -> RoutesServed:
+        return cls(frozenset(routes), frozenset((c.route, c.backend, c.model, c.key) for c in candidates))
+
+
+Event = AttemptMade | RequestDone | BreakerSeen | QueueChanged | BudgetDenied | UpstreamLatency | RoutesServed
 Hook = Callable[[Event], None]

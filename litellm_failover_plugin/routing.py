@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .conditions import Conditions, Failure, falls_over
+from .conditions import Conditions, Failure, falls_over, key_refused
 from .config import FailoverSettings
 from .limits import NO_LIMITS, Limits
 from .policies import POLICIES, ElementKeys
@@ -177,9 +177,10 @@ class FailoverRun:
     _last_failure: Failure | None = None
     _position: int = 0
 
-    earlier_calls: int = 0  # upstream calls this request made in earlier walks (queue passes)
+    earlier: tuple[Attempt, ...] = ()  # this request's attempts in earlier walks (queue passes)
     known: int | None = None
     paused: bool = False  # candidates() stopped at `known`: read more, then walk on
+    key_failed: str = ""  # a key of this element was refused (401/403, unlisted): only its other keys may go on
 
     @property
     def position(self) -> int:
@@ -195,9 +196,19 @@ class FailoverRun:
         self.known = self._position
 
     @property
+    def earlier_calls(self) -> int:
+        """Upstream calls this request made in earlier walks."""
+        return sum(1 for a in self.earlier if a.outcome.called)
+
+    @property
     def calls(self) -> int:
         """Upstream calls this request has made, earlier walks included."""
         return self.earlier_calls + sum(1 for a in self.attempts if a.outcome.called)
+
+    @property
+    def history(self) -> tuple[Attempt, ...]:
+        """Every attempt of the request, earlier walks first: what its error lists."""
+        return (*self.earlier, *self.attempts)
 
     def candidates(self) -> Iterator[Candidate]:
         """The candidates to call, in order; stops once one succeeded or must return."""
@@ -211,6 +222,8 @@ class FailoverRun:
                 return
             c = candidates[self._position]
             self._position += 1
+            if self.key_failed and c.element != self.key_failed:
+                continue  # the refused key's failure does not fall over to other elements
             skip = self.unavailable.get(c.deployment_id)
             if skip is not None:
                 self.attempts.append(Attempt(c, skip))
@@ -222,6 +235,8 @@ class FailoverRun:
             yield c
             if self.attempts and self.attempts[-1].outcome in (Outcome.SUCCESS, Outcome.RETURNED):
                 return
+        if self.key_failed and not self.stopped:  # a queue would not help: the other elements are not for this failure
+            self.stop(f"no other key of {self.key_failed} could be called after its key was refused")
 
     @property
     def last_failure(self) -> Failure | None:
@@ -241,12 +256,24 @@ class FailoverRun:
         self.attempts.append(Attempt(candidate, outcome))
 
     def failed(self, candidate: Candidate, failure: Failure) -> Verdict:
-        if falls_over(failure, candidate.falls_over):
+        """Judge a failed attempt. What the list that applies names falls over to any candidate;
+        a 401/403 it does not name is that key's failure: the walk goes on to the element's next
+        key (not to other elements), and the error goes back as is when it has none left."""
+        listed = falls_over(failure, candidate.falls_over)
+        if listed or (key_refused(failure) and self._other_key_of(candidate)):
             self.attempts.append(Attempt(candidate, Outcome.FAILED_OVER, failure))
             self._last_failure = failure
+            self.key_failed = "" if listed else candidate.element
             return Verdict.NEXT
         self.attempts.append(Attempt(candidate, Outcome.RETURNED, failure))
         return Verdict.RETURN
+
+    def _other_key_of(self, candidate: Candidate) -> bool:
+        """Whether a key of `candidate`'s element is still ahead in the walk, not known to be down."""
+        return any(
+            c.element == candidate.element and c.key != candidate.key and c.deployment_id not in self.unavailable
+            for c in self.plan.candidates[self._position :]
+        )
 
     def succeeded(self, candidate: Candidate) -> None:
         self.attempts.append(Attempt(candidate, Outcome.SUCCESS))

@@ -10,6 +10,7 @@ from litellm.router import Router
 from litellm.types.router import Deployment
 
 from ..config import ConfigError, FailoverSettings
+from ..instrumentation import RoutesServed
 from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
 from . import adapter, compat, failure_log
@@ -40,6 +41,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     failure_log.install()
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
+    router.get_model_ids = _HiddenDeploymentIds(router)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
     return runner
 
@@ -56,6 +58,8 @@ def update(router: Router, runner: FailoverRunner, settings: FailoverSettings) -
     _place(router, settings, plans)
     runner.update(settings, plans)
     runner.retire(before - set(runner.deployment_ids))
+    if runner.hooks:  # metrics of deleted routes and removed keys go
+        runner.emit(RoutesServed.of(runner.candidates.values(), plans))
     _log_routes("failover routes updated", plans)
 
 
@@ -137,6 +141,26 @@ class _HiddenKeyGroups:
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[str]:
         return [n for n in self._original(*args, **kwargs) if not n.startswith(KEYS_GROUP_PREFIX)]
+
+
+class _HiddenDeploymentIds:
+    """The router's deployment ids without the plugin's (the routes' fronts and key
+    deployments) when all ids are asked for: code that picks among a router's ids (LiteLLM's
+    tests, the proxy's DB sync, which deletes the ids it does not know) must not pick ours.
+    Asked for by model name, every id is there: LiteLLM and the plugin look routes up that way."""
+
+    def __init__(self, router: Router) -> None:
+        current = vars(router).get("get_model_ids")
+        self._original: Callable[..., list[str]] = (
+            current._original if isinstance(current, _HiddenDeploymentIds) else router.get_model_ids
+        )
+        self._router = router
+
+    def __call__(self, model_name: str | None = None, exclude_team_models: bool = False) -> list[str]:
+        ids = self._original(model_name=model_name, exclude_team_models=exclude_team_models)
+        if model_name is not None:
+            return ids
+        return [i for i in ids if not is_ours(self._router, i)]
 
 
 def installed_runner(router: Any) -> FailoverRunner | None:

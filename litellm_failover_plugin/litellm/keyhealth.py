@@ -28,12 +28,11 @@ from ..breaker import (
     Transition,
     access,
     adopt_cooldown,
-    cooldown_counts,
     record,
     settled,
     start_probe,
 )
-from ..decisions import Snapshot, keys_down, next_batch, stale_cooldowns
+from ..decisions import Snapshot, cooldown_applies, keys_down, next_batch, stale_cooldowns
 from ..herd import Herd
 from ..instrumentation import BreakerSeen, Event, Hook
 from ..limits import Usage, admitted, counter_keys, ttl_s, window_end, window_of
@@ -85,8 +84,9 @@ class KeyHealth:
         out: dict[str, Cooldown] = {}
         cap = self.clock() + self.breaker.max_cooldown_s
         for i, (since, until, status) in (await adapter.active_cooldowns(self.router, ids)).items():
-            if not cooldown_counts(status):
-                await self.clear_cooldown(i)  # LiteLLM cools down on 404s: a client error never takes a key out
+            if not cooldown_applies(status, self.candidates.get(i)):
+                # LiteLLM cools down on 404s, and on a 429 the list hands back: neither takes a key out
+                await self.clear_cooldown(i)
                 continue
             out[i] = Cooldown(since, min(until, cap) if math.isfinite(until) else cap)  # a Retry-After of years is capped
         for i in stale_cooldowns(out, self.candidates, breakers or {}):

@@ -24,7 +24,16 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ..instrumentation import AttemptMade, BreakerSeen, BudgetDenied, Event, QueueChanged, RequestDone, UpstreamLatency
+from ..instrumentation import (
+    AttemptMade,
+    BreakerSeen,
+    BudgetDenied,
+    Event,
+    QueueChanged,
+    RequestDone,
+    RoutesServed,
+    UpstreamLatency,
+)
 from . import adapter
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -84,6 +93,26 @@ class PrometheusHook:
                 self.budget_denied.labels(route).inc()
             case UpstreamLatency(route, backend, model, key, seconds, stream):
                 self.latency.labels(route, backend, model, key, "true" if stream else "false").observe(seconds)
+            case RoutesServed(routes, deployments):
+                self.forget(routes, deployments)
+
+    def forget(self, routes: frozenset[str], deployments: frozenset[tuple[str, str, str, str]]) -> None:
+        """Remove the series of routes no longer served, and of deployments (route, backend,
+        model, key) no longer in them: created and deleted routes must not pile up series."""
+        by_route = (self.requests, self.queue_length, self.queue_wait, self.budget_denied)
+        for metric in (*by_route, self.attempts, self.breaker, self.latency):
+            names = metric._labelnames  # prometheus_client keeps no public list of a metric's children
+            for values in _children(metric):
+                labels = dict(zip(names, values, strict=True))
+                deployment = tuple(labels.get(n, "") for n in DEPLOYMENT)
+                if labels["route"] not in routes or (metric not in by_route and deployment not in deployments):
+                    metric.remove(*values)
+
+
+def _children(metric: Any) -> list[tuple[str, ...]]:
+    """The label values of every series a labelled metric has (a copy: safe to remove from)."""
+    with metric._lock:
+        return list(metric._metrics)
 
 
 @functools.cache

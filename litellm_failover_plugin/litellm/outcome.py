@@ -19,7 +19,7 @@ class ProxyFailoverExhausted(FailoverExhausted, ProxyException):
     """FailoverExhausted that the proxy renders as an OpenAI error with its own status."""
 
     def __init__(self, route: str, run: FailoverRun, headers: dict[str, str], status: int | None = None) -> None:
-        FailoverExhausted.__init__(self, route, run.attempts, status or run.exhausted_status(), run.stopped)
+        FailoverExhausted.__init__(self, route, run.history, status or run.exhausted_status(), run.stopped)
         ProxyException.__init__(
             self,
             message=self.message,
@@ -40,7 +40,7 @@ def record(kwargs: dict[str, Any], run: FailoverRun, served: Candidate | None) -
     """Leave what happened in the request's metadata, where the proxy's hooks read it; the
     response headers that say it."""
     headers = response_headers(run.plan.name, served, run.calls)
-    info = {"headers": headers, "attempts": [a.to_dict() for a in run.attempts]}
+    info = {"headers": headers, "attempts": [a.to_dict() for a in run.history]}
     for bucket in ("metadata", "litellm_metadata"):
         md = kwargs.get(bucket)
         if isinstance(md, dict):
@@ -59,7 +59,7 @@ def exhausted(
     """The error of a request no candidate served: its attempts, the last key called, and a
     Retry-After when one is known (`retry_after`: when the earliest candidate is back) or
     `status` is forced (a queue that could not wait)."""
-    called = [a.candidate for a in run.attempts if a.outcome.called]
+    called = [a.candidate for a in run.history if a.outcome.called]  # every pass: a queue wait may end with none
     headers = record(kwargs, run, called[-1] if called else None)
     last = run.last_failure
     seconds = retry_after_s(now, retry_after, last.retry_after_s if last is not None else None, status is not None, cfg)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -26,6 +26,7 @@ from ..commands import command_text
 from ..config import ConfigError, FailoverSettings, parse_settings
 from ..configfile import load_section
 from ..requests import check_model, check_request
+from ..routing import KEYS_GROUP_PREFIX
 from ..state import MemoryStore, StateStore
 from ..state.redis import RedisStore
 from ..state.resilient import ResilientStore
@@ -193,6 +194,7 @@ class FailoverPlugin(CustomLogger):
         kind = "redis (down: local state)" if down else ("redis" if self.settings.redis_url else "memory")
         queues = {name: w.status() for name, w in self.runner.waiters.items()}
         out: dict[str, Any] = {"store": kind, "deployments": await status_rows(self.runner), "queues": queues}
+        out["routes"] = sorted(self.runner.plans)  # every route served, with deployments or not
         out["streams_open"] = self.runner.open_streams  # supervised client streams not closed yet
         out["worker"] = os.getpid()  # with --num_workers, which worker process answered
         routes = self.live.report()  # stored routes set aside, a route store that cannot be read
@@ -241,6 +243,11 @@ class FailoverPlugin(CustomLogger):
                 if isinstance(priority, int) and not isinstance(priority, bool):
                     md[PRIORITY_KEY] = priority
         return None
+
+    async def async_filter_listed_models(self, user_api_key_dict: Any, model_names: Sequence[str]) -> Sequence[str]:
+        """The model listings (/model/info, /model_group/info, /v1/models) name routes, never the
+        keys groups behind them (LiteLLM listed one /model/info row per key, under the group)."""
+        return [n for n in model_names if not n.startswith(KEYS_GROUP_PREFIX)]
 
     async def async_pre_call_check(self, deployment: dict[str, Any], parent_otel_span: Any = None) -> dict[str, Any] | None:
         """The router is about to call a deployment: one of a route's must be the runner's call."""

@@ -32,7 +32,7 @@ from ..herd import Herd
 from ..instrumentation import AttemptMade, BudgetDenied, Hook, QueueChanged, RequestDone
 from ..policies import DYNAMIC
 from ..retries import RetryBudget, RetryPolicy
-from ..routing import Candidate, FailoverRun, Outcome, RoutePlan, front_id
+from ..routing import Attempt, Candidate, FailoverRun, Outcome, RoutePlan, front_id
 from ..scoring import Stats, Weights, rank, ranking_fresh
 from ..state import MemoryStore, StateStore
 from ..streaming import Timeouts, timeouts_for
@@ -255,18 +255,21 @@ class FailoverRunner(KeyHealth):
             self.budget.deposit(started)
         waiter = self.waiters.get(plan.name)
         place: Place | None = None
-        calls_so_far = 0
+        earlier: tuple[Attempt, ...] = ()  # this request's attempts in earlier passes: its error lists them all
         try:
             while True:
                 walk_plan = self.ranked(plan) if plan.policy in DYNAMIC else plan
                 snap = Snapshot()  # read as the walk reaches the candidates
-                run = FailoverRun(walk_plan, snap.unavailable, earlier_calls=calls_so_far, known=0)
+                run = FailoverRun(walk_plan, snap.unavailable, earlier=earlier, known=0)
                 response = await self._walk(run, snap, original_function, args, kwargs, deadline)
                 if response is not _EXHAUSTED:
                     return response
-                calls_so_far = run.calls
+                # the calls of every pass; skips of the last pass only (a long wait re-walks a route of dead keys many times)
+                earlier = tuple(a for a in run.history if a.outcome.called)
                 if waiter is None or run.stopped or not plan.candidates:
-                    raise self._exhausted(run, kwargs, retry_after=snap.next_due if run.limited else None)
+                    # no call made (every candidate open, cooling down or at its limit): say when one is back
+                    nothing_called = not any(a.outcome.called for a in run.attempts)
+                    raise self._exhausted(run, kwargs, retry_after=snap.next_due if run.limited or nothing_called else None)
                 if place is None:  # every candidate is down: wait for one to come back instead of failing
                     place = self._enter(waiter, run, kwargs, snap)
                 await self._wait(waiter, place, run, kwargs, snap, deadline)

@@ -34,6 +34,8 @@ def test_demo_fails_over_and_recovers_without_failures(tmp_path: Path) -> None:
     assert failovers >= 1 and recoveries >= 1
     assert "FAILOVER DETECTED: primary -> backup" in out
     assert "RECOVERED: back to primary" in out
+    assert "✓ FAILOVER" in out and "FALLBACK" not in out  # the README's word
+    assert "warm-up request (not counted): ok" in out  # a cold first answer is not the p99
     assert "demo-primary-key" not in out and "demo-backup-key" not in out
     assert re.search(r"^\[\*\] proxy master key: sk-proxy-[0-9a-f]{32}$", out, re.M)  # its own, printed
     assert done.returncode == 0

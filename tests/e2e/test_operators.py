@@ -103,55 +103,53 @@ def test_metrics_after_a_failover_show_attempts_by_outcome_and_the_breakers(
         assert value not in text
 
 
-def test_health_answers_503_naming_a_route_with_no_callable_candidate_then_200_again(
+def test_health_stays_ready_while_one_route_is_down_and_its_route_probe_answers_503_then_200_again(
     client: httpx.Client, upstream: FakeUpstream, proxy: ProxyProcess
 ) -> None:
     anonymous = httpx.Client(base_url=proxy.url, timeout=30)  # a load balancer has no key
     # every route servable (main's alpha keys may still be open from another test: beta is not)
-    ok = anonymous.get("/failover/health")
+    ok = anonymous.get("/failover/health", params={"route": "solo"})
     assert ok.status_code == 200, ok.text
-    assert ok.json()["status"] == "ok" and ok.json()["routes"]["solo"]["callable"] == ["gamma:gpt-z/g1"]
+    assert ok.json()["status"] == "ok" and ok.json()["routes"]["solo"]["callable"] == 1
+    assert "gamma" not in ok.text and "g1" not in ok.text  # no details for a caller without an admin key
 
     upstream.set(**{KEYS["g1"]: Behavior(status=500)})
     down = None
     for _ in range(20):  # each failed call opens the breaker again, for longer: until health sees it
         chat(client, "solo")
-        down = anonymous.get("/failover/health")
+        down = anonymous.get("/failover/health", params={"route": "solo"})
         if down.status_code == 503:
             break
     assert down is not None and down.status_code == 503, down.text if down is not None else ""
-    body = down.json()
-    assert body["unavailable_routes"] == ["solo"]
-    assert body["routes"]["solo"]["callable"] == []
-    assert body["routes"]["solo"]["unavailable"]["gamma:gpt-z/g1"] in ("skipped_open", "skipped_cooldown")
-    assert body["routes"]["main"]["ok"] is True
+    ready = anonymous.get("/failover/health")  # the process still serves its other routes
+    assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+    assert ready.json()["unavailable_routes"] == ["solo"] and ready.json()["routes"]["main"]["ok"] is True
+    admin = client.get("/failover/health", params={"route": "solo"})  # a proxy admin's key sees which keys
+    assert admin.json()["routes"]["solo"]["keys"]["callable"] == []
+    assert admin.json()["routes"]["solo"]["keys"]["unavailable"]["gamma:gpt-z/g1"] in ("skipped_open", "skipped_cooldown")
 
     upstream.set(**{KEYS["g1"]: Behavior()})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the breaker's cooldown ends: its probe is due, callable again
-        back = anonymous.get("/failover/health")
+        back = anonymous.get("/failover/health", params={"route": "solo"})
         if back.status_code == 200:
             break
         time.sleep(0.2)
     assert back.status_code == 200, back.text
     assert chat(client, "solo").status_code == 200
+    assert anonymous.get("/failover/health", params={"route": "nope"}).status_code == 404
     anonymous.close()
 
 
-def test_a_route_with_no_elements_makes_health_503(client: httpx.Client, proxy: ProxyProcess) -> None:
+def test_a_route_with_no_elements_leaves_the_proxy_ready(client: httpx.Client, proxy: ProxyProcess) -> None:
     r = client.put("/failover/routes/empty", json={"elements": []})
     assert r.status_code == 200, r.text
     try:
         h = httpx.get(f"{proxy.url}/failover/health", timeout=30)
-        assert h.status_code == 503
+        assert h.status_code == 200, h.text
         assert "empty" in h.json()["unavailable_routes"]
-        assert h.json()["routes"]["empty"] == {
-            "ok": False,
-            "candidates": 0,
-            "callable": [],
-            "probe_due": [],
-            "unavailable": {},
-        }
+        assert h.json()["routes"]["empty"] == {"ok": False, "candidates": 0, "callable": 0, "probe_due": 0}
+        assert httpx.get(f"{proxy.url}/failover/health?route=empty", timeout=30).status_code == 503
     finally:
         assert client.delete("/failover/routes/empty").status_code == 200
     assert "empty" not in httpx.get(f"{proxy.url}/failover/health", timeout=30).json()["routes"]
@@ -168,6 +166,8 @@ def test_status_json_names_the_worker_and_filters_by_route(client: httpx.Client,
     assert f"answered by worker pid {body['worker']}" in " ".join(table.stdout.split())
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
     assert "solo/gamma:gpt-z/g1" in "".join(table.stdout.split())
+    nope = subprocess.run([*cmd, "--route", "nope"], capture_output=True, text=True, timeout=60)
+    assert nope.returncode == 2 and "no route 'nope'" in nope.stderr and "solo" in nope.stderr and nope.stdout == ""
 
 
 def test_metrics_true_serves_them_without_litellms_prometheus_callback_and_health_may_need_a_key(

@@ -163,7 +163,8 @@ def test_401_is_returned_as_401(client: httpx.Client, upstream: FakeUpstream) ->
     upstream.set(Behavior(401, message="bad key", error_type="invalid_api_key"))
     r = chat(client, "passthrough")
     assert r.status_code == 401
-    assert called(upstream) == ["a1:gpt-x"]
+    # each key of alpha is tried (a revoked key is that key's failure), never beta: 401 is not listed
+    assert called(upstream) == ["a1:gpt-x", "a2:gpt-x"]
 
 
 def test_success_after_failover_says_who_served(client: httpx.Client, upstream: FakeUpstream) -> None:
@@ -273,6 +274,13 @@ def test_routes_are_listed_as_models(client: httpx.Client, upstream: FakeUpstrea
     r = chat(client, keys_group("served"))  # nor can a client ask for one: LiteLLM would shuffle the keys
     assert r.status_code in (400, 404) and "error" in r.json()
     assert called(upstream) == []
+
+
+def test_model_info_lists_routes_never_their_keys_groups(client: httpx.Client) -> None:
+    rows = client.get("/model/info").json()["data"]
+    names = [r["model_name"] for r in rows]
+    assert "served" in names and "plain" in names
+    assert not [n for n in names if n.startswith(KEYS_GROUP_PREFIX)], names  # one row per key, each a keys group
 
 
 def test_unknown_model_is_an_openai_error(client: httpx.Client, upstream: FakeUpstream) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import litellm
 import pytest
 
-from litellm_failover_plugin import attach, compile_routes
+from litellm_failover_plugin import FailoverExhausted, attach, compile_routes
 from litellm_failover_plugin.config import HealthCheckSettings
 from litellm_failover_plugin.litellm.health import HealthChecker
 from litellm_failover_plugin.litellm.runner import FailoverRunner
@@ -105,14 +105,24 @@ async def test_failed_probe_reopens_with_a_longer_cooldown(upstream: FakeUpstrea
     assert keys(upstream) == ["sk-b1"]
 
 
-async def test_auth_failure_disables_that_key_only(upstream: FakeUpstream) -> None:
-    router, _runner, _clock = make(upstream, policy="k", failure_threshold=5)
+async def test_auth_failure_disables_that_key_only_and_the_next_key_serves(upstream: FakeUpstream) -> None:
+    router, _runner, _clock = make(upstream, policy="mk", failure_threshold=5)
     upstream.set(**{"sk-a1": Behavior(401, message="invalid key")})
-    with pytest.raises(litellm.AuthenticationError):
-        await router.acompletion(model="chat", messages=MESSAGES)  # 401 is not listed: returned
+    # 401 is not listed: not a reason to fail the request while a2 is healthy, nor to leave alpha
+    assert await served_by(router) == "a2"
+    assert keys(upstream) == ["sk-a1", "sk-a2"]  # beta's b1 (next in mk order) is not for a revoked key
     upstream.reset()
-    assert await served_by(router) == "a2"  # a1 is disabled at once, a2 still used
-    assert keys(upstream) == ["sk-a2"]
+    assert await served_by(router) == "b1"  # a1 is disabled at once: skipped, the walk goes on in mk order
+    assert keys(upstream) == ["sk-b1"]
+
+
+async def test_auth_failure_of_every_key_of_the_element_goes_back_as_is(upstream: FakeUpstream) -> None:
+    router, _runner, _clock = make(upstream, policy="km", failure_threshold=5)
+    upstream.set(**{"sk-a1": Behavior(401, message="invalid key"), "sk-a2": Behavior(403, message="forbidden")})
+    with pytest.raises(litellm.APIError) as info:  # as LiteLLM raises an upstream's 403
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert info.value.status_code == 403
+    assert keys(upstream) == ["sk-a1", "sk-a2"]
 
 
 async def test_client_errors_do_not_count(upstream: FakeUpstream) -> None:
@@ -298,3 +308,49 @@ async def test_a_scored_route_is_ranked_again_only_when_its_ranking_is_stale(ups
     reloaded = runner.ranked(runner.plans["chat"])
     assert reloaded is not second and [c.key for c in reloaded.candidates] == ["b1", "a1"]
     assert await served_by(router) == "b1"
+
+
+async def test_an_unlisted_429_goes_back_and_never_adopts_litellms_cooldown(upstream: FakeUpstream) -> None:
+    """The README's Configure example: alpha:gpt-x falls over on [500, 503] only. A 429 from it
+    goes back to the client as is, and LiteLLM's cooldown after it does not open the key's
+    breaker (it did: `closed -> open reason=LiteLLM cooldown`, on every route of the key)."""
+    import time
+
+    router = litellm.Router(model_list=[], allowed_fails=0, cooldown_time=60)
+    runner = attach(
+        router,
+        {
+            "backends": backends(upstream),
+            "routes": {"chat": {"policy": "m", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},
+            "model_fallback_status_codes": {"alpha:gpt-x": [500, 503]},
+            "breaker": {"failure_threshold": 1},
+        },
+    )
+    clock = Clock()
+    clock.now = time.time()  # LiteLLM's cooldown timestamps are real time
+    runner.clock = clock
+    upstream.set(**{"sk-a1": Behavior(429)})
+    with pytest.raises(litellm.RateLimitError):
+        await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1"]  # handed back: beta was not called
+    cooldown = runner.router.cooldown_cache
+    for _ in range(50):  # LiteLLM records its cooldown from a background task
+        if await cooldown.async_get_active_cooldowns(model_ids=["chat/alpha:gpt-x/a1"], parent_otel_span=None):
+            break
+        await asyncio.sleep(0.02)
+    upstream.reset()
+    assert await served_by(router) == "a1"  # not skipped: the 429 was not a failure of this deployment
+    [row] = [r for r in await status_rows(runner) if r["key"] == "a1"]
+    assert row["state"] == "closed" and not row["litellm_cooldown"]
+
+
+async def test_every_breaker_open_and_no_queue_says_when_the_first_probe_is_due(upstream: FakeUpstream) -> None:
+    router, _runner, clock = make(upstream, failure_threshold=1, cooldown_s=10)
+    upstream.set(Behavior(503))
+    with pytest.raises(FailoverExhausted):
+        await router.acompletion(model="chat", messages=MESSAGES)  # a1 and b1 open for 10 s
+    clock.now += 3
+    with pytest.raises(FailoverExhausted) as info:
+        await router.acompletion(model="chat", messages=MESSAGES)  # no call: every candidate is open
+    assert info.value.status_code == 503
+    assert info.value.failover_headers["retry-after"] == "7"  # type: ignore[attr-defined]

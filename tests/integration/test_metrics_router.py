@@ -148,3 +148,30 @@ async def test_a_queued_request_reports_the_queue_and_every_walk(upstream: FakeU
     assert len(left) == 1 and left[0].length == 0 and left[0].waited_s >= 0
     assert registry.get_sample_value("failover_queue_length", {"route": "chat"}) == 0.0
     assert registry.get_sample_value("failover_queue_wait_seconds_count", {"route": "chat"}) == 1.0
+
+
+async def test_series_of_a_deleted_route_and_of_a_removed_key_go(upstream: FakeUpstream) -> None:
+    """60 routes created and deleted at run time left 1,260 series behind."""
+    from litellm_failover_plugin.config import parse_settings
+    from litellm_failover_plugin.litellm.install import update
+
+    router, runner, _events, registry = make(
+        upstream, routes={"chat": {"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]}, "gone": {"elements": ["beta:gpt-y"]}}
+    )
+    await router.acompletion(model="chat", messages=MESSAGES)
+    await router.acompletion(model="gone", messages=MESSAGES)
+
+    def series(route: str) -> int:
+        return sum(1 for m in registry.collect() for s in m.samples if s.labels.get("route") == route)
+
+    assert series("gone") > 0 and series("chat") > 0
+    section = {
+        "backends": backends(upstream, alpha=("a2",), beta=("b1",)),  # a1 removed from alpha
+        "routes": {"chat": {"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]}},  # gone deleted
+        "breaker": {"failure_threshold": 1},
+    }
+    update(router, runner, parse_settings(section))
+    assert series("gone") == 0
+    keys = {s.labels.get("key") for m in registry.collect() for s in m.samples if s.labels.get("route") == "chat"}
+    assert "a1" not in keys
+    assert registry.get_sample_value("failover_requests_total", {"route": "chat", "result": "success"}) == 1.0  # kept

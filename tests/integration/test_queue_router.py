@@ -199,3 +199,22 @@ async def test_the_attempts_header_counts_every_call_across_queue_passes(upstrea
     response = await asyncio.wait_for(task, 10)
     headers = response._hidden_params["additional_headers"]
     assert int(headers["x-failover-attempts"]) >= failed + len(upstream.received) >= 4  # it used to say 1
+
+
+async def test_after_a_queue_wait_the_error_lists_every_attempt_of_every_pass(upstream: FakeUpstream) -> None:
+    """It said "after 0 upstream call(s)", listed the last pass only and x-failover-backend: none,
+    while x-failover-attempts and the upstream counted every call."""
+    router, _runner = make(upstream, cooldown_s=0.2, max_wait_s=1.0)
+    upstream.set(Behavior(503))
+    with pytest.raises(FailoverExhausted) as info:
+        await ask(router)
+    e = info.value
+    calls = len(upstream.received)
+    assert calls >= 4  # a1 and b1 in the first pass, then their probes after each cooldown
+    headers = e.failover_headers  # type: ignore[attr-defined]
+    assert headers["x-failover-attempts"] == str(calls)
+    assert f"after {calls} upstream call(s)" in e.message
+    called = [a for a in e.attempts if a.outcome.called]
+    assert [a.candidate.key for a in called] == [r.key.removeprefix("sk-") for r in upstream.received]
+    assert headers["x-failover-backend"] == called[-1].candidate.backend != "none"
+    assert sum(1 for a in e.to_openai_error()["error"]["attempts"] if a["status"] == 503) == calls  # type: ignore[index]

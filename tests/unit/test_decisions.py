@@ -14,6 +14,7 @@ from litellm_failover_plugin.breaker import (
 )
 from litellm_failover_plugin.decisions import (
     Snapshot,
+    cooldown_applies,
     health_scan,
     keys_down,
     next_batch,
@@ -163,3 +164,11 @@ def test_probe_order_takes_the_keys_probed_longest_ago_first() -> None:
     # k0..k2 were probed last round: the two never probed come first, then the oldest probe
     assert probe_order(due, {"k0": 5.0, "k1": 4.0, "k2": 5.0}, 3) == ["k3", "k4", "k1"]
     assert probe_order(due, {"k9": 1.0}, 10) == due  # a key not due is not probed
+
+
+def test_a_litellm_cooldown_applies_only_after_a_failure_its_list_counts() -> None:
+    [c] = plan_for({"policy": "m", "elements": [{"element": "alpha:m", "fallback_status_codes": [500, 503]}]}).candidates
+    assert cooldown_applies(503, c) and cooldown_applies(None, c)  # listed, or a timeout LiteLLM saw
+    assert not cooldown_applies(429, c)  # handed back as is: the deployment is not at fault
+    assert not cooldown_applies(404, c)  # a client error never
+    assert cooldown_applies(401, c) and cooldown_applies(403, c)  # that key's own failure

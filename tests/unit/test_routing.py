@@ -181,3 +181,34 @@ def test_reread_forgets_what_was_known_beyond_the_walk() -> None:
     next(run.candidates())
     run.reread()
     assert run.known == 1 == run.position
+
+
+def test_an_unlisted_401_moves_on_to_the_same_elements_next_key_only() -> None:
+    run = FailoverRun(plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"]}))
+    # a1 refused: its element's a2 is next; beta's b1 is not for this failure (401 is not listed)
+    assert walk(run, {"a1": Failure(401)}) == ["a1", "a2"]
+    assert [a.outcome for a in run.attempts] == [Outcome.FAILED_OVER, Outcome.SUCCESS]
+
+
+def test_an_unlisted_403_goes_back_as_is_when_the_element_has_no_other_key() -> None:
+    run = FailoverRun(plan_for({"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]}))
+    assert walk(run, {"a1": Failure(403), "a2": Failure(401)}) == ["a1", "a2"]
+    assert [a.outcome for a in run.attempts] == [Outcome.FAILED_OVER, Outcome.RETURNED]
+
+
+def test_a_refused_key_whose_element_has_no_callable_key_left_stops_the_walk() -> None:
+    plan = plan_for({"policy": "km", "elements": ["alpha:gpt-x", "beta:gpt-y"]})
+    run = FailoverRun(plan, {"chat/alpha:gpt-x/a2": Outcome.SKIPPED_OPEN})
+    assert walk(run, {"a1": Failure(401)}) == ["a1"]  # a2 is known down: the 401 goes back
+    assert run.attempts[-1].outcome is Outcome.RETURNED
+    run = FailoverRun(plan, known=1)  # a2's state is not read yet: the walk goes on, then finds it down
+    assert walk(run, {"a1": Failure(401)}) == ["a1"] and run.paused
+    run.unavailable = {"chat/alpha:gpt-x/a2": Outcome.SKIPPED_OPEN}
+    run.learned(3)
+    assert walk(run, {}) == []
+    assert "no other key of alpha:gpt-x" in run.stopped and run.exhausted_status() == 401
+
+
+def test_a_listed_401_falls_over_to_any_element() -> None:
+    run = FailoverRun(plan_for({"policy": "mk", "elements": ["alpha:gpt-x", "beta:gpt-y"], "fallback_status_codes": ["auth"]}))
+    assert walk(run, {"a1": Failure(401)}) == ["a1", "b1"]

@@ -51,3 +51,20 @@ def test_a_keys_use_of_its_rate_limits_is_on_the_line_under_it() -> None:
     text = render_table("t", [row, SHORT], 80)
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "rpm 2/2 tpm 150/1000" in text
+
+
+def _deployment_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    header = next(line for line in lines if "deployment" in line and "state" in line)
+    start, end = header.index("deployment"), header.index("state")
+    return [line[start:end].strip() for line in lines[lines.index(header) + 2 :] if line[start:end].strip()]
+
+
+def test_names_wrap_after_a_separator_never_inside_a_word() -> None:
+    text = render_table("t", [LONG], 80)
+    lines = _deployment_lines(text)
+    parts = lines[: next(i for i, p in enumerate(lines) if p.startswith("3 failures"))]
+    assert len(parts) > 1  # it had to wrap
+    for line in parts[:-1]:
+        assert line[-1] in "/:", f"cut mid-word: {parts}"
+    assert "".join(parts).startswith(LONG["deployment"])
