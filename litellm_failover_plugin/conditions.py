@@ -103,6 +103,10 @@ class Conditions:
 
 
 DEFAULT_FALLBACK = Conditions.parse([408, 429, 500, 502, 503, 504, "timeout", "network"])
+# retried on the same key by default: an overloaded or refusing upstream may answer the next call;
+# one that took too long (a timeout, a stall) or broke a stream is left for the next candidate
+DEFAULT_RETRY_ON = Conditions.parse([429, 500, 502, 503, 504, "network"])
+ANY_FAILURE = Conditions(kinds=frozenset({Kind.ALL}))
 
 
 def falls_over(failure: Failure, conditions: Conditions) -> bool:

@@ -24,7 +24,8 @@ from pydantic import (
 from .backends import DAY_S, Backend, check_name, element_params, resolve_secret
 from .backends import Model as _Model
 from .breaker import BreakerConfig
-from .conditions import DEFAULT_FALLBACK, Conditions
+from .conditions import DEFAULT_FALLBACK, DEFAULT_RETRY_ON, Conditions
+from .continuation import CONTINUE_INSTRUCTION
 from .policies import POLICIES
 from .retries import RetryPolicy
 
@@ -64,6 +65,7 @@ class StreamTimeouts(_Model):
 
 
 MidStream = Literal["error", "continue"]
+Instruction = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
 class Element(_Model):
@@ -74,6 +76,8 @@ class Element(_Model):
     litellm_params: Annotated[dict[str, Any], AfterValidator(lambda v: element_params(v))] = Field(default_factory=dict)
     priority: int = 0  # scored routes: lower first
     cost_per_token: float | None = Field(None, ge=0)  # scored routes: else LiteLLM's cost map
+    retry_on: ConditionList | None = None  # failures retried on the same key: else the route's, the defaults'
+    prefill: bool = False  # continuations: the model continues a final assistant message in place
 
     @field_validator("element")
     @classmethod
@@ -120,9 +124,11 @@ class Route(_Model):
     fallback_status_codes: ConditionList | None = None
     enabled: bool = True
     max_retries_per_element: int | None = Field(None, ge=0, le=10)
+    retry_on: ConditionList | None = None  # else the defaults'
     stream_timeouts: StreamTimeouts | None = None  # per field over the defaults'
     mid_stream: MidStream | None = None  # else the defaults'
     max_continuations: int | None = Field(None, ge=0, le=10)
+    continue_instruction: Instruction | None = None  # else the defaults'
 
     @field_validator("policy", mode="before")
     @classmethod
@@ -155,9 +161,12 @@ class Route(_Model):
 class Defaults(_Model):
     fallback_status_codes: ConditionList = DEFAULT_FALLBACK
     max_retries_per_element: int = Field(0, ge=0, le=10)
+    # which failures a same-key retry is for: not timeouts, stalls or broken streams (move on)
+    retry_on: ConditionList = DEFAULT_RETRY_ON
     stream_timeouts: StreamTimeouts = Field(default_factory=StreamTimeouts)
     mid_stream: MidStream = "error"  # a stream that fails after its first chunk: error | continue
     max_continuations: int = Field(1, ge=0, le=10)  # continue mode: per request
+    continue_instruction: Instruction = CONTINUE_INSTRUCTION  # the user message a continuation ends with
 
 
 class RetrySettings(_Model):
@@ -296,6 +305,13 @@ class FailoverSettings(_Model):
     def retries_for(self, route: str) -> int:
         own = self.routes[route].max_retries_per_element
         return own if own is not None else self.defaults.max_retries_per_element
+
+    def retry_on_for(self, route: str, element: Element) -> Conditions:
+        """The failures retried on the same key for one element: element, route, defaults."""
+        for own in (element.retry_on, self.routes[route].retry_on):
+            if own is not None:
+                return own
+        return self.defaults.retry_on
 
     def conditions_for(self, route: str, element: Element) -> Conditions:
         """The fall-over list for one element of a route: element, model, route, defaults."""

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .conditions import Conditions, Failure, falls_over, key_refused
+from .conditions import ANY_FAILURE, Conditions, Failure, falls_over, key_refused
 from .config import FailoverSettings
 from .limits import NO_LIMITS, Limits
 from .policies import POLICIES, ElementKeys
@@ -60,6 +60,7 @@ class Candidate:
     falls_over: Conditions  # failures of this candidate that move on to the next one
     catch: Conditions | None  # only try this candidate after a failure matching these
     max_retries: int = 0  # same-candidate retries before moving on
+    retry_on: Conditions = ANY_FAILURE  # the failures those retries are for
     priority: int = 0  # scored routes: lower first
     limits: Limits = NO_LIMITS  # the key's rpm/tpm (limits.py)
 
@@ -102,6 +103,7 @@ def compile_routes(settings: FailoverSettings) -> dict[str, RoutePlan]:
                     falls_over=settings.conditions_for(name, e),
                     catch=e.catch,
                     max_retries=settings.retries_for(name),
+                    retry_on=settings.retry_on_for(name, e),
                     priority=e.priority,
                     limits=settings.backends[e.backend].limits(keys[ei][ki]),
                 )

@@ -16,20 +16,13 @@ The life of a streamed attempt:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .conditions import Failure, Kind
 from .config import FailoverSettings
 
 INTERRUPTED_TYPE = "failover_stream_interrupted"
-# providers that continue a final assistant message in place (assistant prefill)
-PREFILL_PROVIDERS = frozenset({"anthropic"})
-CONTINUE_INSTRUCTION = (
-    "Your previous message was cut off. Continue it exactly where it stopped: do not repeat "
-    "anything, do not add a preamble, do not mention the interruption."
-)
 
 
 class Fault(enum.Enum):
@@ -167,11 +160,19 @@ class Action(enum.Enum):
 
 
 def after_failure(
-    mode: str, failure: Failure, progress: Progress, falls_over: bool, continuations: int, max_continuations: int
+    mode: str,
+    failure: Failure,
+    progress: Progress,
+    falls_over: bool,
+    continuations: int,
+    max_continuations: int,
+    choices: int = 1,
 ) -> tuple[Action, str]:
     """What to do about a mid-stream failure, and why not continue when the answer is ERROR."""
     if mode != "continue":
         return Action.ERROR, "mid_stream: error"
+    if choices > 1:
+        return Action.ERROR, f"the request asked for n={choices} choices (only single-choice streams are continued)"
     if progress.tool_calls:
         return Action.ERROR, "the stream was producing tool calls (not continued)"
     if not falls_over:
@@ -181,15 +182,14 @@ def after_failure(
     return Action.CONTINUE, ""
 
 
-def continuation_messages(messages: Sequence[Mapping[str, Any]], partial: str, prefill: bool) -> list[dict[str, Any]]:
-    """The request for the next candidate: the same conversation, the text the client already
-    has as the assistant's message, and (where the provider cannot continue a final assistant
-    message in place) a short instruction to continue it."""
-    out = [dict(m) for m in messages]
-    out.append({"role": "assistant", "content": partial})
-    if not prefill:
-        out.append({"role": "user", "content": CONTINUE_INSTRUCTION})
-    return out
+def continuation_form(settings: FailoverSettings, route: str, element_index: int) -> tuple[bool, str]:
+    """How a continuation asks an element to go on: (prefill?, the instruction). Prefill (the
+    partial answer as a final assistant message, continued in place) only where the element says
+    its model takes it (`prefill: true`): some models answer 400 to a trailing assistant message.
+    The instruction: the route's `continue_instruction`, else the defaults'."""
+    r = settings.routes[route]
+    instruction = r.continue_instruction if r.continue_instruction is not None else settings.defaults.continue_instruction
+    return bool(r.elements[element_index].prefill), instruction
 
 
 @dataclass(frozen=True, slots=True)

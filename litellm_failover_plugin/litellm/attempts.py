@@ -18,14 +18,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..breaker import Signal, signal_of
-from ..conditions import falls_over
+from ..conditions import Failure, Kind, falls_over
+from ..continuation import continuation_messages
 from ..decisions import Snapshot, retry_wait
 from ..instrumentation import UpstreamLatency
 from ..routing import Candidate, FailoverRun, Outcome, Verdict
+from ..streaming import Fault, StreamFailed, continuation_form, stream_failure
 from . import adapter, failure_log
 from .outcome import local_failure, record
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
-from .translate import classify, total_tokens
+from .translate import classify, name_served_model, total_tokens
 
 if TYPE_CHECKING:
     from .runner import FailoverRunner
@@ -83,7 +85,8 @@ async def attempt(runner: FailoverRunner, call: Call) -> Any:
 
 async def _call_once(runner: FailoverRunner, call: Call, t0: float) -> tuple[Any, Opened | None]:
     """One upstream call pinned to the candidate's deployment; a stream is opened (its
-    first chunk read) before it counts as an answer."""
+    first chunk read) before it counts as an answer. A stream's `first_chunk_s` runs from the
+    call: an upstream that accepts the connection and never answers falls over after it too."""
     call_kwargs = dict(call.kwargs)
     id = call.candidate.deployment_id
     call_kwargs["model"] = id
@@ -92,16 +95,53 @@ async def _call_once(runner: FailoverRunner, call: Call, t0: float) -> tuple[Any
         client = adapter.embedding_client(runner.router, id)  # one attempt, one call
         if client is not None:
             call_kwargs["client"] = client
-    response = await fn(*call.args, **call_kwargs)
-    response = await adapter.set_response_headers(runner.router, response, call.run.plan.name, call_kwargs)
     if call.kwargs.get("stream") is not True:
-        return response, None
+        response = await _request(runner, call, call_kwargs)
+        return await adapter.set_response_headers(runner.router, response, call.run.plan.name, call_kwargs), None
+    timeouts = runner.stream_timeouts(call.candidate)
+    left = call.deadline - t0 if call.deadline is not None else None
+    limit = timeouts.next_wait(False, left)
+    try:
+        async with asyncio.timeout(limit) as cm:
+            response = await _request(runner, call, call_kwargs)
+    except TimeoutError:
+        if not cm.expired():
+            raise
+        fault = Fault.FIRST_CHUNK_TIMEOUT
+        silent = Failure(None, Kind.TIMEOUT, "the upstream sent no response headers")
+        raise StreamFailed(stream_failure(fault, 0, silent, after_s=limit), fault, 0) from None
+    response = await adapter.set_response_headers(runner.router, response, call.run.plan.name, call_kwargs)
     if not supports(response, fn):
         return await adapter.first_chunk_or_raise(response), None
-    left = call.deadline - t0 if call.deadline is not None else None
-    opened = await open_stream(response, runner.stream_timeouts(call.candidate), left, runner._redact)
+    rest = None if limit is None else max(0.0, limit - (runner.clock() - t0))
+    opened = await open_stream(response, rest, runner._redact, after_s=limit)
     opened.latency_ms = (runner.clock() - t0) * 1000
     return response, opened
+
+
+async def _request(runner: FailoverRunner, call: Call, call_kwargs: dict[str, Any]) -> Any:
+    """The upstream call. A continuation asks in the form the candidate takes: the partial
+    answer as a final assistant message where the element says it takes prefill; when that is
+    answered with a 400, again at once with the instruction form (the request is not lost)."""
+    fn, ctx = call.original_function, call.continuing
+    if ctx is None:
+        return await fn(*call.args, **call_kwargs)
+    c = call.candidate
+    prefill, instruction = continuation_form(runner.settings, c.route, c.element_index)
+    asked = call.kwargs.get("messages") or []
+    forms = [True, False] if prefill else [False]
+    for i, form in enumerate(forms):
+        call_kwargs["messages"] = continuation_messages(asked, ctx.text, form, instruction)
+        try:
+            return await fn(*call.args, **call_kwargs)
+        except Exception as exc:
+            if i + 1 == len(forms) or classify(exc, runner._redact).status != 400:
+                raise
+            log.warning(
+                "failover stream route=%s deployment=%s: the continuation with prefill was refused (400); asking with the instruction instead",
+                c.route, c.deployment_id,
+            )  # fmt: skip
+    raise AssertionError("unreachable")
 
 
 async def _failed(runner: FailoverRunner, call: Call, exc: Exception, retry: int, waited: float) -> float | None:
@@ -116,7 +156,9 @@ async def _failed(runner: FailoverRunner, call: Call, exc: Exception, retry: int
     if counted:
         runner._observe(hid, False, None)
     tripped = await runner.report(hid, signal, call.snap.breakers.get(hid), failure.retry_after_s)
-    policy = replace(runner.retry_policy, max_retries=candidate.max_retries)
+    # a same-key retry only for the failures it is for (retry_on): a timeout or a stall moves on
+    retries = candidate.max_retries if candidate.retry_on.matches(failure) else 0
+    policy = replace(runner.retry_policy, max_retries=retries)
     now = runner.clock()
     left = call.deadline - now if call.deadline is not None else None
     wait = retry_wait(signal, counted, tripped, policy, retry, waited, failure.retry_after_s, left, runner.rng)
@@ -150,6 +192,8 @@ async def _served(runner: FailoverRunner, call: Call, response: Any, opened: Ope
     if opened is not None and call.continuing is not None:
         return opened, c
     headers = record(call.kwargs, run, c)
+    if getattr(call.original_function, "__name__", "") == "_acompletion":  # chat completions
+        name_served_model(call.kwargs, None if opened is not None else response, c.model)
     hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict):
         extra = hidden.get("additional_headers")

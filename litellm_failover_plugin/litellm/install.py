@@ -13,7 +13,7 @@ from ..config import ConfigError, FailoverSettings
 from ..instrumentation import RoutesServed
 from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
-from . import adapter, compat, failure_log
+from . import adapter, compat, failure_log, streams
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -39,6 +39,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     runner.restore = lambda: _place(router, runner.settings, runner.plans)
     adapter.shadow_fallbacks(router, runner)
     failure_log.install()
+    streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
     router.get_model_ids = _HiddenDeploymentIds(router)  # type: ignore[method-assign]

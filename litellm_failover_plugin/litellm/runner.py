@@ -216,15 +216,15 @@ class FailoverRunner(KeyHealth):
     def stream_timeouts(self, c: Candidate) -> Timeouts:
         return timeouts_for(self.settings, c.route, c.element_index)
 
-    async def continue_stream(self, ctx: StreamContext, messages: list[dict[str, Any]]) -> tuple[Opened, Candidate] | None:
+    async def continue_stream(self, ctx: StreamContext) -> tuple[Opened, Candidate] | None:
         """Walk on from the candidate whose stream broke, asking the next one to continue the
-        answer; its opened stream, or None when no candidate is left (or may be called)."""
+        answer (each in the form it takes: attempts.py); its opened stream, or None when no
+        candidate is left (or may be called)."""
         snap = Snapshot()  # the candidates left are read afresh as the walk reaches them
         ctx.run.unavailable = snap.unavailable
         ctx.run.reread()
-        kwargs = {**ctx.kwargs, "messages": messages}
         try:
-            got = await self._walk(ctx.run, snap, ctx.original_function, ctx.args, kwargs, ctx.deadline, continuing=ctx)
+            got = await self._walk(ctx.run, snap, ctx.original_function, ctx.args, ctx.kwargs, ctx.deadline, continuing=ctx)
         except Exception as e:  # the next candidate answered with an error that goes back as is
             log.info("failover stream route=%s: continuation failed: %s", ctx.run.plan.name, type(e).__name__)
             return None

@@ -11,31 +11,30 @@ wrapper's generator with one that watches every further chunk.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import litellm
 import openai
 
 from ..breaker import Signal, signal_of
 from ..conditions import Failure, Kind, falls_over
+from ..continuation import Reconciler, Verdict
 from ..instrumentation import AttemptMade
 from ..routing import Candidate, FailoverRun
 from ..streaming import (
     INTERRUPTED_TYPE,
-    PREFILL_PROVIDERS,
     Action,
     Fault,
     Part,
     Progress,
     StreamFailed,
-    Timeouts,
     Usage,
     after_failure,
-    continuation_messages,
     counts_against,
     fault_of,
     interrupted_message,
@@ -53,6 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("litellm_failover_plugin")
 
 FIELD = "failover"  # provider_specific_fields.failover on a continued stream's last chunk(s)
+
+
+class Diverged(Exception):
+    """A continuation's text cannot be joined to the answer the client has (continuation.py)."""
 
 
 class StreamInterrupted(Exception):
@@ -76,6 +79,25 @@ class Opened:
     progress: Progress
     inner: Any  # LiteLLM's CustomStreamWrapper underneath (knows whether a finish_reason came), or None
     latency_ms: float | None = None  # call to first content chunk
+
+
+# what LiteLLM imports on its first upstream calls (1.4-2.3 s before the first request left a cold
+# process, measured on a 2-core machine; 0.06 s once these are imported): imported when routes
+# are installed, so that first_chunk_s, which runs from the call, measures the upstream
+_FIRST_CALL_IMPORTS = (
+    "openai.resources",
+    "openai.lib.streaming.chat",
+    "litellm.litellm_core_utils.default_encoding",
+    "litellm.router_utils.baseline_request",
+)
+
+
+def warm_up() -> None:
+    for name in _FIRST_CALL_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a module LiteLLM moved: only the first call is slower
+            log.debug("failover: warm-up import of %s failed: %s", name, type(e).__name__)
 
 
 def supports(response: Any, original_function: Callable[..., Any]) -> bool:
@@ -117,12 +139,12 @@ def _failure_of(exc: BaseException, progress: Progress, redact: Redactor) -> tup
     return stream_failure(fault, progress.chunks, cause), fault
 
 
-async def open_stream(response: Any, timeouts: Timeouts, left_s: float | None, redact: Redactor) -> Opened:
-    """Read up to the first chunk with content. Raises StreamFailed (timeout, empty, broken)."""
+async def open_stream(response: Any, limit: float | None, redact: Redactor, after_s: float | None = None) -> Opened:
+    """Read up to the first chunk with content, within `limit` seconds (what is left of
+    first_chunk_s, which is `after_s`). Raises StreamFailed (timeout, empty, broken)."""
     gen = response._async_generator
     held: list[Any] = []
     progress = Progress()
-    limit = timeouts.next_wait(False, left_s)
     try:
         async with asyncio.timeout(limit) as cm:
             while not progress.has_content:
@@ -137,7 +159,7 @@ async def open_stream(response: Any, timeouts: Timeouts, left_s: float | None, r
         if not cm.expired():
             raise
         fault = Fault.FIRST_CHUNK_TIMEOUT
-        raise StreamFailed(stream_failure(fault, 0, after_s=limit), fault, 0) from None
+        raise StreamFailed(stream_failure(fault, 0, after_s=after_s if after_s is not None else limit), fault, 0) from None
     except StreamFailed:
         await _close(gen)
         raise
@@ -196,14 +218,19 @@ class Supervised:
         try:
             while True:
                 opened, candidate = self.current
+                failed: StreamFailed | None = None
                 try:
                     async for chunk in self._part(opened, candidate):
                         yield chunk
-                except StreamFailed as failed:
+                except StreamFailed as e:
+                    failed = e
+                except Diverged as diverged:
                     await self._close_part(opened)
-                    await self._failed(opened, candidate, failed)  # raises, or sets self.current
-                    continue
+                    self._diverged(opened, candidate, str(diverged))
                 await self._close_part(opened)
+                if failed is not None:  # handled outside the except: the continuation's own
+                    await self._failed(opened, candidate, failed)  # errors must not chain to this one
+                    continue
                 hid = candidate.health_id
                 runner._observe(hid, True, opened.latency_ms)
                 await runner.report(hid, Signal.SUCCESS, self.ctx.snap.breakers.get(hid))
@@ -231,6 +258,7 @@ class Supervised:
         pending = list(opened.held)
         opened.held.clear()
         self.part_tokens = None
+        fit = Reconciler(self.ctx.text) if continued else None  # what of a continuation the client gets
         while True:
             if pending:
                 chunk = pending.pop(0)
@@ -243,6 +271,10 @@ class Supervised:
                 except StopAsyncIteration:
                     if not progress.finished and opened.inner is not None:
                         raise StreamFailed(stream_failure(Fault.UNFINISHED, progress.chunks), Fault.UNFINISHED, progress.chunks) from None
+                    if fit is not None:
+                        fit.end()  # it ended without a finish chunk LiteLLM could see
+                        if fit.verdict is Verdict.DIVERGED:
+                            raise Diverged(fit.why) from None
                     return
                 except TimeoutError:
                     if not cm.expired():
@@ -260,13 +292,37 @@ class Supervised:
                 raise StreamFailed(stream_failure(Fault.UNFINISHED, progress.chunks), Fault.UNFINISHED, progress.chunks)
             progress.see(content, reasoning, tools, finish)
             progress.chunks += 1
+            if fit is not None:
+                fitted = self._fitted(chunk, fit, content, finish)
+                if fitted is None:
+                    continue  # held back: it repeats what the client has
+                content = fitted
             self.ctx.text += content
             if self.first_id is None:
                 self.first_id = getattr(chunk, "id", None)
             self.part_tokens = total_tokens(chunk) or self.part_tokens
+            chunk.model = candidate.model  # who served this chunk, not the route's name
             if continued:
                 self._as_continuation(chunk, finish)
             yield chunk
+
+    @staticmethod
+    def _fitted(chunk: Any, fit: Reconciler, content: str, finish: str | None) -> str | None:
+        """A continuation's chunk with only the text the client does not have yet: its new
+        content, or None to hold the chunk back. Raises Diverged (nothing spliced)."""
+        sent = fit.feed(content) if content else ""
+        if finish:
+            sent += fit.end()
+        if fit.verdict is Verdict.DIVERGED:
+            raise Diverged(fit.why)
+        if sent != content:
+            for choice in getattr(chunk, "choices", None) or ():
+                delta = getattr(choice, "delta", None)
+                if delta is not None:
+                    delta.content = sent or None
+        if not sent and not finish and getattr(chunk, "usage", None) is None and fit.verdict is Verdict.PENDING:
+            return None
+        return sent
 
     def _as_continuation(self, chunk: Any, finish: str | None) -> None:
         """A continuation's chunk, made part of the answer the client has: same id, no second
@@ -304,15 +360,16 @@ class Supervised:
         ctx.usage = ctx.usage + _usage_of(opened, progress, ctx.kwargs)
         mode, limit = mid_stream_for(runner.settings, ctx.run.plan.name)
         used = len(ctx.parts) - 1
-        action, why = after_failure(mode, failure, progress, falls_over(failure, candidate.falls_over), used, limit)
+        n = ctx.kwargs.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) else 1
+        action, why = after_failure(mode, failure, progress, falls_over(failure, candidate.falls_over), used, limit, choices)
         log.warning(
             "failover stream route=%s deployment=%s key=%s failed mid-stream after %d chunk(s) (%s): %s; %s",
             ctx.run.plan.name, id, candidate.key, progress.chunks, failure.label, failure.reason,
             "continuing on the next candidate" if action is Action.CONTINUE else f"ending the stream ({why})",
         )  # fmt: skip
         if action is Action.CONTINUE:
-            prefill = runner.settings.backends[candidate.backend].provider in PREFILL_PROVIDERS
-            nxt = await runner.continue_stream(ctx, continuation_messages(ctx.kwargs.get("messages") or [], ctx.text, prefill))
+            nxt = await runner.continue_stream(ctx)  # in the form each candidate takes (attempts.py)
             if nxt is not None:
                 self.current = nxt
                 ncand = nxt[1]
@@ -324,6 +381,22 @@ class Supervised:
             why = "no candidate left to continue on"
         attempts = ", ".join(a.summary() for a in ctx.run.attempts)
         raise StreamInterrupted(interrupted_message(ctx.run.plan.name, f"{candidate.element}/{candidate.key}", failure, why, attempts))
+
+
+    def _diverged(self, opened: Opened, candidate: Candidate, why: str) -> NoReturn:
+        """A continuation wrote another answer: the stream ends with the error event, not a
+        spliced text. The candidate answered; the answer does not fit (it is not counted)."""
+        ctx = self.ctx
+        ctx.parts.append(_part(candidate, opened.progress.chunks, "diverged"))
+        log.warning(
+            "failover stream route=%s: the continuation on deployment=%s key=%s does not fit the answer (%s); ending the stream",
+            ctx.run.plan.name, candidate.deployment_id, candidate.key, why,
+        )  # fmt: skip
+        attempts = ", ".join(a.summary() for a in ctx.run.attempts)
+        raise StreamInterrupted(
+            f"stream of route {ctx.run.plan.name!r} interrupted: the continuation on {candidate.element}/{candidate.key} "
+            f"does not fit the answer the client has ({why}); not spliced into it; attempts: {attempts}"
+        )
 
 
 def _upstream_finished(inner: Any) -> bool:

@@ -15,6 +15,7 @@ import httpx
 import litellm
 import openai
 import pydantic
+from litellm import constants as litellm_constants
 from litellm import exceptions as llm_errors
 
 from ..conditions import Failure, Kind
@@ -221,6 +222,24 @@ def response_headers(route: str, served: Candidate | None, calls: int) -> dict[s
         f"{HEADER_PREFIX}key": served.key if served else "none",
         f"{HEADER_PREFIX}attempts": str(calls),
     }
+
+
+# the proxy's flag for "leave the response's `model` as it is" (it would put the requested model,
+# the route's name, back in the body and in every streamed chunk); absent in older LiteLLMs
+_RAW_MODEL_NAME = getattr(litellm_constants, "RETURN_RAW_MODEL_NAME_METADATA_KEY", None)
+
+
+def name_served_model(kwargs: Mapping[str, Any], response: Any, model: str) -> None:
+    """A route's answer names the element's model that served it, not the route: in the body
+    (and, set by the stream's supervisor, in every chunk); the proxy is told to leave it."""
+    if _RAW_MODEL_NAME is not None:
+        for bucket in ("metadata", "litellm_metadata"):
+            md = kwargs.get(bucket)
+            if isinstance(md, dict):
+                md[_RAW_MODEL_NAME] = True
+    if response is not None and isinstance(getattr(response, "model", None), str):
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            response.model = model
 
 
 def cost_per_token(settings: FailoverSettings, c: Candidate) -> float | None:

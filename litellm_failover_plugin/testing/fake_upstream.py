@@ -46,6 +46,8 @@ class Behavior:
     tool_call: bool = False  # stream a tool call instead of text
     body: str | None = None  # answer this raw body (with `status`) instead of JSON: HTML, garbage, ""
     drop: bool = False  # close the connection without answering at all
+    silent: bool = False  # accept the request and send nothing, not even a status line, for stall_s
+    reject_prefill: bool = False  # answer 400 to a conversation that ends with an assistant message
 
 
 # cut: close the connection; reset: TCP RST; stall: stop sending; malformed: a chunk that is not
@@ -210,10 +212,16 @@ def build_app(state: _State) -> web.Application:
                 await asyncio.sleep(b.delay_s)
         finally:
             state.in_flight -= 1
-        if b.drop:
-            assert request.transport is not None
-            request.transport.close()
+        if b.drop or b.silent:
+            if b.silent:
+                await _gone(request, b.stall_s)
+            if request.transport is not None:
+                request.transport.close()
             return web.Response(status=500)  # never sent: the connection is gone
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        if b.reject_prefill and last.get("role") == "assistant":
+            error = {"message": "This model does not support assistant message prefill.", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
         if b.body is not None:
             kind = "application/json" if b.body.lstrip().startswith("{") else "text/html"
             return web.Response(status=b.status, body=b.body.encode(), content_type=kind)

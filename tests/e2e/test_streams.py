@@ -176,7 +176,9 @@ def test_at_most_max_continuations(client: openai.OpenAI, upstream: FakeUpstream
     # the client has what reached it of each part, the continuation started from the first
     prefill = upstream.received[1].messages[-2]["content"] if len(upstream.received) > 1 else None
     assert prefill in ("One two ", "One "), upstream.received
-    assert text[len(prefill) :] in ("One two ", "One ") and text.startswith(prefill), text
+    # the continuation repeated the answer from its start and broke inside the repeat: the
+    # repeated text is held back (test_continuations.py), never sent twice
+    assert text == prefill, text
     assert isinstance(error, openai.APIError) and "max_continuations (1) reached" in error.message
     assert "alpha:cont-twice/a1=network, beta:cont-twice/b1=network" in error.message
     assert [r.key for r in upstream.received] == [A1, B1]

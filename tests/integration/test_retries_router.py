@@ -1,5 +1,6 @@
 """Same-candidate retries and the retry budget inside the attempt loop (waits recorded, not slept)."""
 
+import time
 from typing import Any
 
 import litellm
@@ -123,3 +124,56 @@ async def test_a_retry_spends_the_budget_like_any_extra_call(upstream: FakeUpstr
             await router.acompletion(model="chat", messages=MESSAGES)
         assert "retry budget exhausted" in info.value.message
     assert keys(upstream) == ["sk-a1"] * 3, "no budget: one upstream call per request, no retry, no failover"
+
+
+async def _stream_text(router: litellm.Router, model: str = "chat") -> str:
+    response = await router.acompletion(model=model, messages=MESSAGES, stream=True)
+    text = ""
+    async for chunk in response:
+        text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    return text
+
+
+async def test_a_late_first_chunk_is_not_retried_on_the_same_key(upstream: FakeUpstream) -> None:
+    """max_retries_per_element: 2 used to retry a first_chunk_s timeout twice on the same key."""
+    router, _runner, waits = make(upstream, defaults={"stream_timeouts": {"first_chunk_s": 0.3}})
+    upstream.set(**{"sk-a1": Behavior(first_chunk_delay_s=5)})
+    assert await _stream_text(router) == "Hello from shared"
+    assert keys(upstream) == ["sk-a1", "sk-b1"] and waits == []
+
+
+async def test_a_timeout_is_not_retried_on_the_same_key(upstream: FakeUpstream) -> None:
+    router, _runner, waits = make(upstream, route={"elements": [{"element": "alpha:gpt-x", "litellm_params": {"timeout": 0.3}}, "beta:gpt-y"]})
+    upstream.set(**{"sk-a1": Behavior(delay_s=3)})
+    await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1", "sk-b1"] and waits == []
+
+
+async def test_retry_on_names_the_failures_retried_per_element_route_defaults(upstream: FakeUpstream) -> None:
+    route = {"retry_on": ["timeout", 503], "elements": [{"element": "alpha:gpt-x", "retry_on": [502]}, "beta:gpt-y"]}
+    router, _runner, waits = make(upstream, route=route, defaults={"stream_timeouts": {"first_chunk_s": 0.3}})
+    upstream.set(**{"sk-a1": Behavior(503)})  # the element retries 502 only
+    await router.acompletion(model="chat", messages=MESSAGES)
+    assert keys(upstream) == ["sk-a1", "sk-b1"] and waits == []
+    upstream.reset()
+    upstream.set(**{"sk-a1": Behavior(502), "sk-b1": Behavior(503)})
+    with pytest.raises(FailoverExhausted):
+        await router.acompletion(model="chat", messages=MESSAGES)
+    # a1 retries its 502 twice; b1 takes the route's list: its 503 retried twice too
+    assert keys(upstream) == ["sk-a1"] * 3 + ["sk-b1"] * 3
+    upstream.reset()
+    upstream.set(**{"sk-b1": Behavior(first_chunk_delay_s=5)}, **{"sk-a1": Behavior(500)})
+    with pytest.raises(FailoverExhausted):
+        await _stream_text(router)
+    assert keys(upstream) == ["sk-a1", "sk-b1", "sk-b1", "sk-b1"]  # the route retries a timeout
+
+
+async def test_silent_upstream_falls_over_after_first_chunk_s(upstream: FakeUpstream) -> None:
+    """An upstream that accepts the connection and never sends headers: first_chunk_s runs from
+    the call (it used to wait for the client's own timeout)."""
+    router, _runner, _ = make(upstream, defaults={"stream_timeouts": {"first_chunk_s": 0.5}})
+    upstream.set(**{"sk-a1": Behavior(silent=True)})
+    t0 = time.monotonic()
+    assert await _stream_text(router) == "Hello from shared"
+    assert time.monotonic() - t0 < 3
+    assert keys(upstream) == ["sk-a1", "sk-b1"]

@@ -7,9 +7,9 @@ import pytest
 from litellm_failover_plugin.breaker import CLOSED, BreakerConfig, Signal, State, record, signal_of
 from litellm_failover_plugin.conditions import Conditions, Failure, Kind, falls_over
 from litellm_failover_plugin.config import ConfigError, parse_settings
+from litellm_failover_plugin.continuation import CONTINUE_INSTRUCTION, continuation_messages
 from litellm_failover_plugin.routing import FailoverRun, Outcome, compile_routes
 from litellm_failover_plugin.streaming import (
-    CONTINUE_INSTRUCTION,
     Action,
     Fault,
     Part,
@@ -17,7 +17,7 @@ from litellm_failover_plugin.streaming import (
     Timeouts,
     Usage,
     after_failure,
-    continuation_messages,
+    continuation_form,
     counts_against,
     fault_of,
     interrupted_message,
@@ -153,6 +153,20 @@ def test_after_failure_decides() -> None:
         Action.ERROR,
         "the stream was producing tool calls (not continued)",
     )
+
+
+def test_a_stream_of_several_choices_is_not_continued() -> None:
+    f, p = stream_failure(Fault.CUT, 2), Progress(chunks=2, text="One two ")
+    action, why = after_failure("continue", f, p, True, 0, 1, choices=2)
+    assert action is Action.ERROR and "n=2" in why
+
+
+def test_continuation_form_prefill_only_where_the_element_says_and_the_instruction_configurable() -> None:
+    s = settings({"continue_instruction": "go on", "elements": [{"element": "alpha:gpt-x", "prefill": True}, "beta:claude"]})
+    assert continuation_form(s, "chat", 0) == (True, "go on")
+    assert continuation_form(s, "chat", 1) == (False, "go on")
+    plain = settings({})
+    assert continuation_form(plain, "chat", 0) == (False, CONTINUE_INSTRUCTION)
 
 
 def test_continuation_messages_prefill_or_instruct_and_leave_the_request_alone() -> None:
