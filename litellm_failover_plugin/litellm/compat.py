@@ -29,8 +29,8 @@ from .adapter import AFTER_RETRIES, FALLBACKS
 
 log = logging.getLogger("litellm_failover_plugin")
 
-SUPPORTED = ">=1.102.4,<1.107"  # pyproject.toml's requirement; the README lists what was run
-TESTED = ("1.102.4", "1.104.0", "1.106.12")
+SUPPORTED = ">=1.102.4,<1.110"  # pyproject.toml's requirement; the README lists what was run
+TESTED = ("1.102.4", "1.104.0", "1.106.12", "1.108.14", "1.109.3")
 
 
 def litellm_version() -> str:

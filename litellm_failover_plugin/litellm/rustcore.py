@@ -6,14 +6,17 @@ What the supported releases have, read in their source:
   there); 1.110 builds a Rust core (`router_rust.RustCore`) instead, and is not supported. A
   router whose calls run on an object that does not see the plugin's shadow is refused when
   the routes are installed (adapter.shadow_fallbacks), and selfcheck.py watches the traffic.
-- The Rust bridge (`litellm/rust_bridge`, 1.108 and 1.109): one SDK call, i.e. one attempt of a
-  route, is executed in Rust when `rust_bridge/catalog.py`'s rules say so. Its failure is then
-  not logged through `Logging.failure_handler` (failure_log.py), nor its stream read through
-  the router's stream wrapper. The rules:
+- The Rust bridge (`litellm/rust_bridge`, in every supported release): one SDK call, i.e. one
+  attempt of a route, is executed in Rust when its switches say so. Its failure is then not
+  logged through `Logging.failure_handler` (failure_log.py), nor its stream read through the
+  router's stream wrapper. Read in 1.102.4: one switch, `rust_enabled()` (`litellm.rust(True)`,
+  else `LITELLM_RUST` true) turns on the optional Rust paths (chat completions to anthropic and
+  bedrock, messages, ...); OCR is Rust unless `LITELLM_RUST` is false. Read in 1.106.12-1.109.3:
+  the rules of `rust_bridge/catalog.py` decide, per request:
   - RUST_OPT_IN: Rust when `LITELLM_RUST` in the environment is true, or else when the process
-    called `litellm.rust(True)` (1.108: /v1/messages to anthropic, deepseek, vertex_ai; 1.109:
-    to anthropic); RUST_OPT_OUT (none yet): Rust unless one of them says false. These are
-    refused at start-up and on every route request while they are on (`problem`).
+    called `litellm.rust(True)` (/v1/messages to anthropic; 1.108 also deepseek and vertex_ai);
+    RUST_OPT_OUT (none yet): Rust unless one of them says false.
+  Either kind of switch, on, is refused at start-up and on every route request (`problem`).
   - RUST_REQUIRED: always Rust (OCR; transcription to bedrock). They cannot be turned off: a
     route response such a call served carries the header below (`served_by`), and is answered
     503 failover_unavailable instead (selfcheck.found).
@@ -42,31 +45,44 @@ def problem() -> str | None:
     """Why a route request could now be served by LiteLLM's Rust core, or None. Checked at start-up
     (compat.HOOKS) and on each route request (selfcheck.entered): the switches can change."""
     try:
-        catalog = importlib.import_module("litellm.rust_bridge.catalog")
         configuration = importlib.import_module("litellm.rust_bridge.configuration")
-    except ImportError:  # before 1.108: no Rust bridge
+    except ImportError:  # no Rust bridge
         return None
-    switched = sorted(
-        {
-            rule.route.value
-            for rule in catalog.RULES
-            if rule.route.value in ROUTE_REQUESTS
-            and rule.rollout in (configuration.Rollout.RUST_OPT_IN, configuration.Rollout.RUST_OPT_OUT)
-            and configuration.decision(rule.rollout) is not configuration.Decision.PYTHON
-        }
-    )
+    try:
+        catalog = importlib.import_module("litellm.rust_bridge.catalog")
+    except ImportError:
+        catalog = None
+    if catalog is not None and hasattr(configuration, "decision"):  # a catalog of rules (1.106 on)
+        switched = sorted(
+            {
+                rule.route.value
+                for rule in catalog.RULES
+                if rule.route.value in ROUTE_REQUESTS
+                and rule.rollout in (configuration.Rollout.RUST_OPT_IN, configuration.Rollout.RUST_OPT_OUT)
+                and configuration.decision(rule.rollout) is not configuration.Decision.PYTHON
+            }
+        )
+        what = f"{', '.join(switched)} requests"
+        environment_wins = True
+    else:  # one switch for the optional Rust paths (1.102-1.104: chat completions, messages, ...)
+        enabled = getattr(configuration, "rust_enabled", None)
+        switched = ["optional"] if callable(enabled) and enabled() else []
+        what = "requests of its optional Rust paths (chat completions to anthropic and bedrock, messages, ...)"
+        environment_wins = False
     if not switched:
         return None
     raw = os.environ.get(ENV)
-    if raw is not None and configuration._parse_env_bool(raw) is not None:
-        why = f"the environment sets {ENV}={raw.strip()}"
-    elif getattr(configuration._CONFIGURATION, "override", None) is not None:
+    env_set = raw is not None and configuration._parse_env_bool(raw) is not None
+    process_set = getattr(configuration._CONFIGURATION, "override", None) is not None
+    if env_set and (environment_wins or not process_set):
+        why = f"the environment sets {ENV}={raw.strip() if raw else raw}"
+    elif process_set:
         why = "the process called litellm.rust(True)"
     else:
         why = f"LiteLLM {_version()} does so by default"
     return (
-        f"{why}, so LiteLLM's Rust core may serve {', '.join(switched)} requests, which bypass the plugin's "
-        f"hooks; unset it (or set {ENV}=false)"
+        f"{why}, so LiteLLM's Rust core may serve {what}, which bypass the plugin's hooks; "
+        f"unset it (or set {ENV}=false)"
     )
 
 
