@@ -16,6 +16,7 @@ from typing import Any
 import openai
 from litellm.router import Router
 
+from . import rustcore
 from .clients import END_CHECKS, SERVED, note
 
 log = logging.getLogger("litellm_failover_plugin")
@@ -39,9 +40,22 @@ ROUTER_ONLY_KWARGS = (
 # --- the router ----------------------------------------------------------------------------
 
 
-def shadow_fallbacks(router: Router, runner: Any) -> None:
-    """Route every async call of this router instance through `runner`."""
+def calls_run_on(router: Router) -> Any:
+    """The object whose methods serve this router's calls: the router itself, or the core object
+    a LiteLLM 1.108+ Router facade hands every call to (`self` of its bound `acompletion`)."""
+    return getattr(router.acompletion, "__self__", router)
+
+
+def shadow_fallbacks(router: Router, runner: Any) -> str | None:
+    """Route every async call of this router instance through `runner`. An instance attribute set
+    on the router (a 1.108+ facade passes it on to its core) shadows the method for the object the
+    calls run on. Returns what went wrong (the shadow undone) if that object does not see it."""
     setattr(router, FALLBACKS, runner)
+    core = calls_run_on(router)
+    if getattr(core, FALLBACKS, None) is runner:
+        return None
+    unshadow(router)
+    return f"the object {type(core).__name__} the router's calls run on does not see a shadowed {FALLBACKS}"
 
 
 def shadowing(router: Any) -> Any:
@@ -50,7 +64,9 @@ def shadowing(router: Any) -> Any:
 
 
 def unshadow(router: Router) -> None:
-    router.__dict__.pop(FALLBACKS, None)
+    """Undo shadow_fallbacks (on a facade, its core's shadow too: `del` goes through to it)."""
+    if FALLBACKS in vars(router):
+        delattr(router, FALLBACKS)
 
 
 async def fallbacks_after(router: Router, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -92,6 +108,13 @@ def walked_already(route: str) -> Exception:
 
 
 async def set_response_headers(router: Router, response: Any, model_group: str, request_kwargs: dict[str, Any]) -> Any:
+    """LiteLLM's response headers on an attempt's response. An attempt LiteLLM's Rust core served
+    (rustcore.py) went without the plugin's hooks: the request is refused instead (selfcheck)."""
+    rust = rustcore.served_by(response)
+    if rust is not None:
+        from . import selfcheck
+
+        raise selfcheck.found(rustcore.HOOK, f"route {model_group!r} got a response from LiteLLM's Rust core ({rust})")
     if END_CHECKS:  # the first route response is checked (selfcheck.py)
         note(SERVED)
     return await router.set_response_headers(response=response, model_group=model_group, request_kwargs=request_kwargs)
@@ -136,7 +159,8 @@ async def active_cooldowns(router: Router, ids: list[str]) -> dict[str, tuple[fl
     """LiteLLM's active cooldowns among `ids`: id -> (when it began and when it ends, in epoch
     seconds; the HTTP status that caused it, None when unknown). With LiteLLM's Redis, what
     another process set reaches this one's memory within a second, and stays there."""
-    cooling = await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
+    cache: Any = router.cooldown_cache  # (1.109 types it through a deprecation descriptor)
+    cooling = await cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
     return {i: (t := float(v["timestamp"]), t + float(v["cooldown_time"]), _status(v.get("status_code"))) for i, v in cooling}
 
 
@@ -148,7 +172,7 @@ def _status(value: object) -> int | None:
 
 
 async def clear_cooldown(router: Router, id: str) -> None:
-    cache = router.cooldown_cache
+    cache: Any = router.cooldown_cache
     await cache.cooldown_store.async_delete_cache(cache.get_cooldown_cache_key(id))
 
 

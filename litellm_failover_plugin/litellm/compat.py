@@ -12,8 +12,10 @@ tested (SUPPORTED).
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
+import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -22,13 +24,13 @@ from typing import Any
 from litellm.router import Router
 
 from ..config import ConfigError
-from . import failure_log
+from . import failure_log, lookup, rustcore
 from .adapter import AFTER_RETRIES, FALLBACKS
 
 log = logging.getLogger("litellm_failover_plugin")
 
-SUPPORTED = ">=1.102.4,<1.107"  # pyproject.toml's requirement; the README lists what was run
-TESTED = ("1.102.4", "1.104.0", "1.106.12")
+SUPPORTED = ">=1.102.4,<1.110"  # pyproject.toml's requirement; the README lists what was run
+TESTED = ("1.102.4", "1.104.0", "1.106.12", "1.108.14", "1.109.3")
 
 
 def litellm_version() -> str:
@@ -62,42 +64,47 @@ def _source(obj: Any) -> str:
         return ""
 
 
-def _params(fn: Any) -> list[str]:
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return []
-
-
 def _method(cls: type, name: str, *, is_async: bool, params: tuple[str, ...] = ()) -> str | None:
-    fn = inspect.getattr_static(cls, name, None)
-    if isinstance(fn, (staticmethod, classmethod)):
-        fn = fn.__func__
-    if fn is None or not callable(fn):
+    """`cls.name`, found as Python finds it (lookup.attribute), is a method of that kind that can
+    be called with the keyword arguments `params` (a parameter added with a default is no break)."""
+    fn = lookup.function(cls, name)
+    if fn is None:
         return f"{cls.__name__}.{name} is missing"
-    fn = inspect.unwrap(fn)
     if inspect.iscoroutinefunction(fn) != is_async:
         return f"{cls.__name__}.{name} is {'not ' if is_async else ''}async"
-    missing = [p for p in params if p not in _params(fn)]
-    if missing:
-        return f"{cls.__name__}.{name} takes no {', '.join(missing)}"
+    itself = () if isinstance(lookup.attribute(cls, name)[1], staticmethod) else (None,)
+    if not lookup.accepts(fn, *itself, **dict.fromkeys(params)):
+        return f"{cls.__name__}.{name} cannot be called with ({', '.join(params)})"
     return None
+
+
+def runs_on(router: type) -> type:
+    """The class whose methods a router's calls run on: the router class itself, or the core class
+    a LiteLLM 1.108+ Router facade hands its calls to (where `acompletion` is defined)."""
+    owner, _ = lookup.attribute(router, "acompletion")
+    return owner if owner is not None else router
 
 
 def _fallbacks() -> str | None:
     """Every async router call goes through async_function_with_fallbacks(original_function=one
-    attempt, model=...), a plain method an instance attribute can shadow."""
-    router = Router
-    if FALLBACKS in getattr(router, "__slots__", ()) or not inspect.isfunction(inspect.getattr_static(router, FALLBACKS, None)):
+    attempt, model=...), a plain method an instance attribute can shadow (on the object the
+    router's calls run on: install() checks the shadow is seen there, selfcheck.py on traffic)."""
+    core = runs_on(Router)
+    if not lookup.shadowable(core, FALLBACKS):
         return f"Router.{FALLBACKS} is not a plain method an instance attribute can shadow"
-    problem = _method(router, FALLBACKS, is_async=True, params=("kwargs",))
-    if problem:
-        return problem
+    fn = lookup.function(core, FALLBACKS)
+    if not inspect.iscoroutinefunction(fn):
+        return f"Router.{FALLBACKS} is not async"
+    if not lookup.accepts(fn, None, model="m", original_function=None, messages=[], metadata={}):
+        return f"Router.{FALLBACKS} does not take the call's keyword arguments"
     for entry in ("acompletion", "aembedding", "atext_completion"):
-        src = _source(getattr(router, entry, None))
+        src = _source(lookup.function(Router, entry))
         if FALLBACKS not in src or "original_function" not in src:
             return f"Router.{entry} no longer calls {FALLBACKS}(original_function=...)"
-    return _method(router, "function_with_fallbacks", is_async=False, params=("kwargs",))
+    sync = lookup.function(Router, "function_with_fallbacks")
+    if sync is None or inspect.iscoroutinefunction(sync) or not lookup.accepts(sync, None, model="m"):
+        return "Router.function_with_fallbacks is missing or no plain method taking the call's keyword arguments"
+    return None
 
 
 def _fallback_step() -> str | None:
@@ -111,12 +118,29 @@ def _fallback_step() -> str | None:
     problem = _method(Router, AFTER_RETRIES, is_async=True, params=params)
     if problem:
         return problem
-    src = _source(getattr(Router, FALLBACKS, None))
-    if not all(w in src for w in (AFTER_RETRIES, 'kwargs.pop("disable_fallbacks"', *(f"self.{n}" for n in lists))):
+    src = _source(lookup.function(Router, FALLBACKS))
+    if not all(w in src for w in (AFTER_RETRIES, 'kwargs.pop("disable_fallbacks"')) or not all(
+        re.search(rf"self\.(_core_)?{n}\b", src) for n in lists
+    ):
         return f"Router.{FALLBACKS} no longer hands its error and fallback settings to {AFTER_RETRIES}"
-    if "litellm_router.async_function_with_fallbacks(" not in _source(getattr(handlers, "run_async_fallback", None)):
+    if not _hop_reenters(_source(getattr(handlers, "run_async_fallback", None))):
         return "run_async_fallback no longer calls router.async_function_with_fallbacks for a hop"
     return None
+
+
+def _hop_reenters(hop: str) -> bool:
+    """A fallback hop calls the router's async_function_with_fallbacks: directly (up to 1.106), or
+    through the routing context the router hands it (1.108+: `ctx.with_fallbacks(...)`, which
+    calls it on the router core, where the shadow is)."""
+    if "litellm_router.async_function_with_fallbacks(" in hop:
+        return True
+    if "ctx.with_fallbacks(" not in hop:
+        return False
+    try:
+        context = importlib.import_module("litellm.router_api").RoutingContext
+    except (ImportError, AttributeError):
+        return False
+    return f"self._router.{FALLBACKS}(" in _source(lookup.function(context, "with_fallbacks"))
 
 
 def _response_headers() -> str | None:
@@ -128,7 +152,7 @@ def _response_headers() -> str | None:
 def _stream_wrapper() -> str | None:
     """A routed stream is Router._acompletion_streaming_iterator's wrapper; its chunks come from
     `_async_generator`, which adapter.first_chunk_or_raise reads and puts back."""
-    src = _source(getattr(Router, "_acompletion_streaming_iterator", None))
+    src = _source(lookup.function(Router, "_acompletion_streaming_iterator"))
     if not src:
         return "Router._acompletion_streaming_iterator is missing"
     if "self._async_generator = async_generator" not in src or "self._async_generator.__anext__()" not in src:
@@ -170,7 +194,7 @@ def _headers_hook() -> str | None:
     problem = _method(CustomLogger, name, is_async=True, params=("data", "user_api_key_dict", "response"))
     if problem:
         return problem
-    if name not in _source(getattr(ProxyLogging, "post_call_response_headers_hook", None)):
+    if name not in _source(lookup.function(ProxyLogging, "post_call_response_headers_hook")):
         return f"ProxyLogging.post_call_response_headers_hook no longer calls {name}"
     return None
 
@@ -226,6 +250,7 @@ HOOKS = (
     Hook("disconnect handling", True, _disconnects),
     Hook("proxy app middleware", True, _app_middleware),
     Hook("failure logging (deferred while an attempt falls over)", False, failure_log.check),
+    Hook(rustcore.HOOK, False, rustcore.problem),
 )
 
 

@@ -46,6 +46,8 @@ import litellm.utils as litellm_utils
 from litellm.litellm_core_utils.litellm_logging import Logging
 from litellm.router import Router
 
+from . import lookup
+
 log = logging.getLogger("litellm_failover_plugin")
 
 HANDLER_PARAMS = ["self", "exception", "traceback_exception", "start_time", "end_time"]
@@ -66,6 +68,8 @@ class _Failure:
     details: dict[str, Any]  # the call's model_call_details as they were, with the exception
     sync: bool = False
     async_: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # what LiteLLM passed the sync handler by keyword
+    async_options: dict[str, Any] = field(default_factory=dict)  # ... and the async one
 
 
 @dataclass
@@ -77,7 +81,9 @@ class FailureLog:
     pending: list[_Failure] = field(default_factory=list)
     _token: Token[FailureLog | None] | None = None
 
-    def record(self, logging_obj: Any, exception: BaseException, start_time: Any, end_time: Any, *, sync: bool) -> None:
+    def record(
+        self, logging_obj: Any, exception: BaseException, start_time: Any, end_time: Any, *, sync: bool, **options: Any
+    ) -> None:
         last = self.pending[-1] if self.pending else None
         if last is None or last.logging_obj is not logging_obj or last.exception is not exception:
             details = {**(getattr(logging_obj, "model_call_details", None) or {}), "exception": exception}
@@ -85,8 +91,10 @@ class FailureLog:
             self.pending.append(last)
         if sync:
             last.sync = True
+            last.options = options
         else:
             last.async_ = True
+            last.async_options = options
 
     async def settle(self) -> None:
         """The failures recorded so far were not the request's outcome: the router's accounting only."""
@@ -138,9 +146,9 @@ async def _log_in_full(f: _Failure) -> None:
     tb = "".join(traceback.format_exception(f.exception))
     try:
         if f.sync:
-            _ORIGINAL["failure_handler"](f.logging_obj, f.exception, tb, f.start_time, f.end_time)
+            _ORIGINAL["failure_handler"](f.logging_obj, f.exception, tb, f.start_time, f.end_time, **f.options)
         if f.async_:
-            await _ORIGINAL["async_failure_handler"](f.logging_obj, f.exception, tb, f.start_time, f.end_time)
+            await _ORIGINAL["async_failure_handler"](f.logging_obj, f.exception, tb, f.start_time, f.end_time, **f.async_options)
     except Exception as e:  # the request's own error goes back, not its logging's
         log.warning("failover: LiteLLM's failure logging raised %s", type(e).__name__)
 
@@ -153,12 +161,17 @@ _ORIGINAL: dict[str, Callable[..., Any]] = {}
 def _sync_handler(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def failure_handler(
-        self: Any, exception: BaseException, traceback_exception: str, start_time: Any = None, end_time: Any = None
+        self: Any,
+        exception: BaseException,
+        traceback_exception: str,
+        start_time: Any = None,
+        end_time: Any = None,
+        **options: Any,  # keyword-only ones LiteLLM added (1.109: for_async_request), passed on as they came
     ) -> None:
         failures = _deferring()
         if failures is None:
-            return original(self, exception, traceback_exception, start_time, end_time)  # type: ignore[no-any-return]
-        failures.record(self, exception, start_time, end_time, sync=True)
+            return original(self, exception, traceback_exception, start_time, end_time, **options)  # type: ignore[no-any-return]
+        failures.record(self, exception, start_time, end_time, sync=True, **options)
         return None
 
     setattr(failure_handler, _MARK, True)
@@ -168,12 +181,17 @@ def _sync_handler(original: Callable[..., Any]) -> Callable[..., Any]:
 def _async_handler(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     async def async_failure_handler(
-        self: Any, exception: BaseException, traceback_exception: str, start_time: Any = None, end_time: Any = None
+        self: Any,
+        exception: BaseException,
+        traceback_exception: str,
+        start_time: Any = None,
+        end_time: Any = None,
+        **options: Any,
     ) -> None:
         failures = _deferring()
         if failures is None:
-            return await original(self, exception, traceback_exception, start_time, end_time)  # type: ignore[no-any-return]
-        failures.record(self, exception, start_time, end_time, sync=False)
+            return await original(self, exception, traceback_exception, start_time, end_time, **options)  # type: ignore[no-any-return]
+        failures.record(self, exception, start_time, end_time, sync=False, **options)
         return None
 
     setattr(async_failure_handler, _MARK, True)
@@ -198,7 +216,7 @@ def _traceback_module() -> types.ModuleType:
 def install() -> None:
     """Put the deferring handlers and traceback module in place (once per process)."""
     for name, wrap in (("failure_handler", _sync_handler), ("async_failure_handler", _async_handler)):
-        current = inspect.getattr_static(Logging, name)
+        _, current = lookup.attribute(Logging, name)
         if not getattr(current, _MARK, False):
             _ORIGINAL[name] = current
             setattr(Logging, name, wrap(current))
@@ -210,7 +228,7 @@ def install() -> None:
 
 
 def _unwrapped(cls: type, name: str) -> Any:
-    fn = inspect.getattr_static(cls, name, None)
+    _, fn = lookup.attribute(cls, name)
     return _ORIGINAL.get(name, fn) if getattr(fn, _MARK, False) else fn
 
 
@@ -220,13 +238,16 @@ def check() -> str | None:
         fn = _unwrapped(Logging, name)
         if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn) != is_async:
             return f"Logging.{name} is not a {'coroutine ' if is_async else ''}function"
-        if list(inspect.signature(fn).parameters) != HANDLER_PARAMS:
+        # what LiteLLM passes (positionally) and the plugin passes back when it logs in full
+        if list(inspect.signature(fn).parameters)[: len(HANDLER_PARAMS)] != HANDLER_PARAMS or not lookup.accepts(
+            fn, *HANDLER_PARAMS
+        ):
             return f"Logging.{name} does not take ({', '.join(HANDLER_PARAMS[1:])})"
     for name, is_async in (("deployment_callback_on_failure", False), ("async_deployment_callback_on_failure", True)):
-        fn = inspect.getattr_static(Router, name, None)
+        fn = lookup.function(Router, name)
         if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn) != is_async:
             return f"Router.{name} is not a {'coroutine ' if is_async else ''}function"
-        if list(inspect.signature(fn).parameters) != ROUTER_PARAMS:
+        if not lookup.accepts(fn, *ROUTER_PARAMS):  # the plugin passes them positionally
             return f"Router.{name} does not take ({', '.join(ROUTER_PARAMS[1:])})"
     tb = getattr(litellm_utils, "traceback", None)
     if tb is not traceback and not getattr(tb, _MARK, False):

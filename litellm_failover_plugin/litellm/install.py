@@ -37,7 +37,9 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     _place(router, settings, plans)
     runner = FailoverRunner(router, settings, plans, store)
     runner.restore = lambda: _place(router, runner.settings, runner.plans)
-    adapter.shadow_fallbacks(router, runner)
+    unseen = adapter.shadow_fallbacks(router, runner)
+    if unseen is not None:
+        raise compat.UnsupportedLiteLLM([("Router.async_function_with_fallbacks (shadowed)", unseen)])
     failure_log.install()
     streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
@@ -87,7 +89,8 @@ def is_ours(router: Router, id: str) -> bool:
     index = router.model_id_to_deployment_index_map.get(id)
     if index is None:
         return False
-    return bool((router.model_list[index].get("model_info") or {}).get("failover_route"))
+    deployments: list[dict[str, Any]] = router.model_list  # (1.109 types it through a deprecation descriptor)
+    return bool((deployments[index].get("model_info") or {}).get("failover_route"))
 
 
 def is_keys_group(router: Router, name: str) -> bool:
@@ -98,7 +101,8 @@ def is_keys_group(router: Router, name: str) -> bool:
 def foreign_model_names(router: Router) -> frozenset[str]:
     """model_list's names: a route may not take one of them."""
     names = set()
-    for d in router.model_list:
+    deployments: list[dict[str, Any]] = router.model_list
+    for d in deployments:
         info = d.get("model_info") or {}
         if not info.get("failover_route"):
             names.add(str(d.get("model_name")))

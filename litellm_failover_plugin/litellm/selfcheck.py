@@ -12,6 +12,9 @@ route into an ordinary shuffled model group without a word. What is watched, and
   (CustomLogger.async_pre_call_check): a call the runner is not making (no call of the runner
   in flight to that key) went around the shadowed async_function_with_fallbacks: LiteLLM is
   choosing the deployments itself (`deployment_call`: two dict lookups per call).
+- LiteLLM's Rust core (rustcore.py): each route request checks its switches (LITELLM_RUST,
+  litellm.rust(True)) as the start-up did, and an attempt's response it served (its
+  `x-litellm-rust` / `x-litellm-core` header) is refused (adapter.set_response_headers).
 - a chat stream must come back in the stream wrapper the runner reads its first chunk from
   (`stream_unwrapped`, called by streams.supports).
 - the first route request the runner serves with a 200 must have gone through the response
@@ -32,6 +35,7 @@ from typing import Any
 
 from litellm.proxy._types import ProxyException
 
+from . import rustcore
 from .clients import END_CHECKS, HEADERS_RAN, SERVED, note
 from .compat import litellm_version
 
@@ -112,6 +116,9 @@ def entered(kwargs: Mapping[str, Any]) -> None:
     """The runner got a route request (proxy only): raise the refusal if it must not be served."""
     if _broken is not None:
         raise found(*_broken)
+    rust = rustcore.problem()  # its switches can be turned on while the proxy runs
+    if rust is not None:
+        raise found(rustcore.HOOK, rust)
     # a LiteLLM fallback from a model_list group to a route carries the original request's metadata
     if _seen.get() is None and not kwargs.get("fallback_depth"):
         raise found(PRE_CALL, "a request for a route reached the router without passing the plugin's pre-call hook")

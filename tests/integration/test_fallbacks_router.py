@@ -117,7 +117,11 @@ async def test_context_window_error_goes_to_context_window_fallbacks(upstream: F
 
 async def test_content_policy_error_goes_to_content_policy_fallbacks(upstream: FakeUpstream) -> None:
     router = make_router(upstream, fallbacks=[{"chat": ["plain"]}], content_policy_fallbacks=[{"chat": ["other"]}])
-    refused = Behavior(400, message="Request rejected: content_policy_violation", error_type="invalid_request_error")
+    # OpenAI's wording, which every supported LiteLLM maps to ContentPolicyViolationError (1.109 no
+    # longer sees the error's type, `invalid_request_error` + `content_policy_violation`, in it)
+    refused = Behavior(
+        400, message="Invalid prompt: your prompt was flagged as violating our usage policy", error_type="invalid_request_error"
+    )
     upstream.set(**{KEYS["a1"]: refused})
     response = await router.acompletion(model="chat", messages=MESSAGES)
     assert called(upstream) == ["a1:gpt-x", "sk-other:other"]
