@@ -174,3 +174,37 @@ def test_status_is_for_admins_only(open_proxy: ProxyProcess) -> None:
         assert r.status_code == 403 and r.json()["error"]["type"] == "failover_command_forbidden", r.text
     anonymous = httpx.get(f"{proxy.url}/failover/status", timeout=30)  # LiteLLM's auth answers it (its own status)
     assert anonymous.status_code != 200 and "deployments" not in anonymous.text
+
+
+@pytest.mark.parametrize("ask", ["litellm", "older-litellm"])
+def test_model_access_asks_litellm_for_key_and_team_limits(ask: str) -> None:
+    """In process: what `!/set` asks, through LiteLLM's fallback check and, for LiteLLMs without
+    it, through its key and team checks."""
+    import asyncio
+
+    from litellm import Router
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from litellm_failover_plugin.litellm import model_access
+
+    router = Router(model_list=[{"model_name": n, "litellm_params": {"model": f"openai/{n}", "api_key": "sk-x"}} for n in ("cheap", "premium")])
+    keys = {
+        "key": UserAPIKeyAuth(api_key="sk-limited-key", models=["cheap"]),
+        "team": UserAPIKeyAuth(api_key="sk-limited-team", team_id="t", team_models=["cheap"]),
+        "free": UserAPIKeyAuth(api_key="sk-free"),
+    }
+
+    async def answers() -> dict[str, tuple[bool, bool]]:
+        out = {}
+        for name, user in keys.items():
+            if ask == "litellm":
+                out[name] = (await model_access.may_use(user, "cheap", router), await model_access.may_use(user, "premium", router))
+            else:
+                check = model_access._key_and_team
+                out[name] = (
+                    await check(model="cheap", valid_token=user, llm_router=router),
+                    await check(model="premium", valid_token=user, llm_router=router),
+                )
+        return out
+
+    assert asyncio.run(answers()) == {"key": (True, False), "team": (True, False), "free": (True, True)}
