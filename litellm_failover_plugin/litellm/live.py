@@ -316,6 +316,7 @@ class LiveRoutes:
             del self.sessions[sid]
             return None
         s.seen = now
+        self.sessions[sid] = self.sessions.pop(sid)  # most recently used last: the cap drops the first
         if isinstance(self.store, RedisRouteStore) and now - s.touched > SESSION_TOUCH_S:
             s.touched = now
             asyncio.get_running_loop().create_task(self._touch(sid, ttl))
@@ -336,8 +337,17 @@ class LiveRoutes:
         if route is None:
             self.sessions.pop(sid, None)
         else:
-            self.sessions[sid] = Session(route, now, now)
+            self._keep_session(sid, Session(route, now, now))
         log.info("failover session %s: model %s", sid[:10], f"set to route {route!r}" if route else "override cleared")
+
+    def _keep_session(self, sid: str, session: Session) -> None:
+        """Keep a session, within commands.max_sessions: past it this process forgets the least
+        recently used one (a flood of new session ids cannot grow memory without bound)."""
+        self.sessions.pop(sid, None)
+        self.sessions[sid] = session
+        cap = self.settings.commands.max_sessions
+        while len(self.sessions) > cap:
+            del self.sessions[next(iter(self.sessions))]
 
     async def _load_sessions(self) -> None:
         assert isinstance(self.store, RedisRouteStore)
@@ -345,6 +355,8 @@ class LiveRoutes:
         ttl = self.settings.commands.session_ttl_s
         stored = await self.store.sessions()
         self.sessions = {sid: Session(route, now - (ttl - left if left > 0 else 0), now) for sid, (route, left) in stored.items()}
+        for sid in list(self.sessions)[: max(0, len(self.sessions) - self.settings.commands.max_sessions)]:
+            del self.sessions[sid]
 
     async def _load_session(self, sid: str) -> None:
         assert isinstance(self.store, RedisRouteStore)
@@ -353,7 +365,7 @@ class LiveRoutes:
         if route is None:
             self.sessions.pop(sid, None)
         else:
-            self.sessions[sid] = Session(route, now, now)
+            self._keep_session(sid, Session(route, now, now))
 
 
 def _compact(route: Mapping[str, Any] | None) -> str:

@@ -208,3 +208,31 @@ def test_model_access_asks_litellm_for_key_and_team_limits(ask: str) -> None:
         return out
 
     assert asyncio.run(answers()) == {"key": (True, False), "team": (True, False), "free": (True, True)}
+
+
+def test_sessions_in_memory_are_capped_least_recently_used_first() -> None:
+    """In process: a flood of new session ids keeps at most commands.max_sessions, and the one
+    forgotten is the least recently used."""
+    import asyncio
+
+    from litellm_failover_plugin.litellm.live import LiveRoutes
+    from litellm_failover_plugin.state.routes import MemoryRouteStore
+
+    section = {
+        "backends": {"alpha": {"provider": "openai", "api_keys": {"a1": "sk-x"}}},
+        "routes": {"r": {"elements": ["alpha:m"]}},
+        "commands": {"max_sessions": 3},
+    }
+    live = LiveRoutes(section, MemoryRouteStore(), clock=lambda: 1000.0)
+
+    async def main() -> None:
+        for sid in ("a", "b", "c"):
+            await live.set_session(sid, "r")
+        assert live.session_route("a") == "r"  # a used: b is now the least recently used
+        await live.set_session("d", "r")
+        assert list(live.sessions) == ["c", "a", "d"]
+        for i in range(10_000):
+            await live.set_session(f"flood-{i}", "r")
+        assert list(live.sessions) == ["flood-9997", "flood-9998", "flood-9999"]
+
+    asyncio.run(main())
