@@ -75,6 +75,8 @@ def session_id(headers: Mapping[str, Any] | None, user: Any) -> str | None:
     within it the `x-session-id` the client sends. Another key sending the same `x-session-id`
     has a session of its own. Kept only as a hash."""
     identity = str(getattr(user, "token", None) or getattr(user, "api_key", None) or "")
+    if not identity:  # an auth that gives no key: the user (or team) it names
+        identity = next((f"{a}:{v}" for a in ("user_id", "team_id") if (v := getattr(user, a, None))), "")
     sent = next((str(v) for k, v in (headers or {}).items() if str(k).lower() == "x-session-id" and v), None)
     if sent is not None:
         return "h:" + hashlib.sha256(f"{identity}\x00{sent}".encode()).hexdigest()[:32]

@@ -236,3 +236,20 @@ def test_sessions_in_memory_are_capped_least_recently_used_first() -> None:
         assert list(live.sessions) == ["flood-9997", "flood-9998", "flood-9999"]
 
     asyncio.run(main())
+
+
+def test_a_session_id_is_scoped_by_the_caller() -> None:
+    """In process: the id a session is kept under."""
+    from types import SimpleNamespace
+
+    from litellm_failover_plugin.litellm.live import session_id
+
+    header = {"X-Session-Id": "shared"}
+    alice, bob = SimpleNamespace(token="hash-a"), SimpleNamespace(token="hash-b")
+    assert session_id(header, alice) != session_id(header, bob)
+    assert session_id(header, alice) == session_id({"x-session-id": "shared"}, alice)
+    assert session_id({}, alice) != session_id({}, bob) and session_id({}, alice) is not None
+    # no key at all (e.g. an auth that gives none): the user it names, else the header alone
+    assert session_id(header, SimpleNamespace(user_id="u1")) != session_id(header, SimpleNamespace(user_id="u2"))
+    assert session_id({}, SimpleNamespace()) is None and session_id(header, SimpleNamespace()) is not None
+    assert "shared" not in str(session_id(header, alice)) and "hash-a" not in str(session_id({}, alice))

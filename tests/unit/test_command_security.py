@@ -178,3 +178,4 @@ def test_help_takes_a_command_name() -> None:
         parse("!/help(nope)")
     with pytest.raises(CommandError, match="unknown command"):
         execute(parse("!/help(command=nope)"), Overlay(), CATALOG)
+
