@@ -1,8 +1,8 @@
 """`!/...` chat commands that manage failover routes. Pure: parse, authorize, apply, reply.
 
 A command is the whole content of the last message (a user's) of a chat completion request, e.g.
-`!/route-append(name=chat,element=openai:gpt-4o)`. `parse` turns the text into a `Command`
-(None when the text is not a command at all); `execute` applies it to the route overlay and
+`!/route-append(name=chat,element=openai:gpt-4o)`. `command_text` finds it (None when the
+request carries none); `parse` turns it into a `Command`; `execute` applies it to the route overlay and
 returns the reply text, the new overlay and the change to store and log, or a session change.
 Wording follows llm-interactive-proxy, where these commands come from.
 """
@@ -64,7 +64,7 @@ SPECS: dict[str, Spec] = {
     "route-reset": Spec(Access.WRITE, ("name",), "!/route-reset(name=<route>)", "drop a route's runtime changes"),
     "set": Spec(Access.SESSION, ("model",), "!/set(model=<route>)", "send this session's requests to a route"),
     "unset": Spec(Access.SESSION, (), "!/unset(model)", "stop sending this session's requests to a route"),
-    "help": Spec(Access.READ, (), "!/help", "this list"),
+    "help": Spec(Access.READ, (), "!/help or !/help(<command>)", "this list, or one command's usage"),
 }
 
 
@@ -137,6 +137,8 @@ def parse(text: str) -> Command:
             raise CommandError(f"malformed command {text[:80]!r}: expected !/name or !/name(key=value,...); try !/help")
         body = rest[1:-1]
     args: dict[str, str] = {}
+    if name == "help" and body is not None and body.strip() and "=" not in body:
+        return Command(name, {"command": _help_topic(body)})  # !/help(route-append), as the original
     if body is not None and body.strip():
         for part in body.split(","):
             key, _, value = part.partition("=")
@@ -148,7 +150,7 @@ def parse(text: str) -> Command:
             if key in args:
                 raise CommandError(f"!/{name}: argument {key!r} given twice")
             args[key] = value
-    allowed = set(spec.args) | ({"model"} if name == "unset" else set())
+    allowed = set(spec.args) | {"unset": {"model"}, "help": {"command"}}.get(name, set())
     extra = sorted(set(args) - allowed)
     if extra:
         raise CommandError(f"!/{name}: unknown argument {extra[0]!r}; usage: {spec.usage}")
@@ -156,6 +158,13 @@ def parse(text: str) -> Command:
     if missing:
         raise CommandError(f"!/{name} requires {' and '.join(spec.args)}; usage: {spec.usage}")
     return Command(name, args)
+
+
+def _help_topic(body: str) -> str:
+    topic = body.strip().removeprefix(PREFIX)
+    if topic not in SPECS:
+        raise CommandError(f"!/help: unknown command {topic[:40]!r}; commands: {', '.join(SPECS)}")
+    return topic
 
 
 def may_run(command: Command, *, is_admin: bool, writers: str) -> bool:
@@ -195,6 +204,9 @@ def execute(command: Command, overlay: Overlay, catalog: Catalog) -> Result:
     try:
         match command.name:
             case "help":
+                if a.get("command"):
+                    spec = SPECS[_help_topic(a["command"])]
+                    return Result(f"{spec.usage}  {spec.summary}")
                 return Result(help_text())
             case "list-failover-routes":
                 routes = rt.effective_routes(catalog.base, overlay)

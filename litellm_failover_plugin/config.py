@@ -227,6 +227,7 @@ class CommandSettings(_Model):
     writers: Literal["admin", "any"] = "admin"  # who may create, delete and edit routes
     state_file: str | None = None  # without Redis: where runtime changes are kept (default: beside config.yaml)
     session_ttl_s: float = Field(86400.0, gt=0, le=30 * DAY_S)  # a !/set session expires after this long idle
+    max_sessions: int = Field(100_000, ge=1, le=10_000_000)  # per process; past it the least recently used goes
 
 
 class HealthEndpointSettings(_Model):

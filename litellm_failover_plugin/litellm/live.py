@@ -84,6 +84,8 @@ def session_id(headers: Mapping[str, Any] | None, user: Any) -> str | None:
     within it the `x-session-id` the client sends. Another key sending the same `x-session-id`
     has a session of its own. Kept only as a hash."""
     identity = str(getattr(user, "token", None) or getattr(user, "api_key", None) or "")
+    if not identity:  # an auth that gives no key: the user (or team) it names
+        identity = next((f"{a}:{v}" for a in ("user_id", "team_id") if (v := getattr(user, a, None))), "")
     sent = next((str(v) for k, v in (headers or {}).items() if str(k).lower() == "x-session-id" and v), None)
     if sent is not None:
         return "h:" + hashlib.sha256(f"{identity}\x00{sent}".encode()).hexdigest()[:32]
@@ -357,6 +359,7 @@ class LiveRoutes(StoreKeeping):
             del self.sessions[sid]
             return None
         s.seen = now
+        self.sessions[sid] = self.sessions.pop(sid)  # most recently used last: the cap drops the first
         if isinstance(self.store, RedisRouteStore) and now - s.touched > SESSION_TOUCH_S:
             s.touched = now
             asyncio.get_running_loop().create_task(self._touch(sid, ttl))
@@ -377,8 +380,17 @@ class LiveRoutes(StoreKeeping):
         if route is None:
             self.sessions.pop(sid, None)
         else:
-            self.sessions[sid] = Session(route, now, now)
+            self._keep_session(sid, Session(route, now, now))
         log.info("failover session %s: model %s", sid[:10], f"set to route {route!r}" if route else "override cleared")
+
+    def _keep_session(self, sid: str, session: Session) -> None:
+        """Keep a session, within commands.max_sessions: past it this process forgets the least
+        recently used one (a flood of new session ids cannot grow memory without bound)."""
+        self.sessions.pop(sid, None)
+        self.sessions[sid] = session
+        cap = self.settings.commands.max_sessions
+        while len(self.sessions) > cap:
+            del self.sessions[next(iter(self.sessions))]
 
     async def _load_sessions(self) -> None:
         assert isinstance(self.store, RedisRouteStore)
@@ -386,6 +398,8 @@ class LiveRoutes(StoreKeeping):
         ttl = self.settings.commands.session_ttl_s
         stored = await self.store.sessions()
         self.sessions = {sid: Session(route, now - (ttl - left if left > 0 else 0), now) for sid, (route, left) in stored.items()}
+        for sid in list(self.sessions)[: max(0, len(self.sessions) - self.settings.commands.max_sessions)]:
+            del self.sessions[sid]
 
     async def _load_session(self, sid: str) -> None:
         assert isinstance(self.store, RedisRouteStore)
@@ -394,7 +408,7 @@ class LiveRoutes(StoreKeeping):
         if route is None:
             self.sessions.pop(sid, None)
         else:
-            self.sessions[sid] = Session(route, now, now)
+            self._keep_session(sid, Session(route, now, now))
 
 
 def _compact(route: Mapping[str, Any] | None) -> str:

@@ -174,3 +174,82 @@ def test_status_is_for_admins_only(open_proxy: ProxyProcess) -> None:
         assert r.status_code == 403 and r.json()["error"]["type"] == "failover_command_forbidden", r.text
     anonymous = httpx.get(f"{proxy.url}/failover/status", timeout=30)  # LiteLLM's auth answers it (its own status)
     assert anonymous.status_code != 200 and "deployments" not in anonymous.text
+
+
+@pytest.mark.parametrize("ask", ["litellm", "older-litellm"])
+def test_model_access_asks_litellm_for_key_and_team_limits(ask: str) -> None:
+    """In process: what `!/set` asks, through LiteLLM's fallback check and, for LiteLLMs without
+    it, through its key and team checks."""
+    import asyncio
+
+    from litellm import Router
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from litellm_failover_plugin.litellm import model_access
+
+    router = Router(model_list=[{"model_name": n, "litellm_params": {"model": f"openai/{n}", "api_key": "sk-x"}} for n in ("cheap", "premium")])
+    keys = {
+        "key": UserAPIKeyAuth(api_key="sk-limited-key", models=["cheap"]),
+        "team": UserAPIKeyAuth(api_key="sk-limited-team", team_id="t", team_models=["cheap"]),
+        "free": UserAPIKeyAuth(api_key="sk-free"),
+    }
+
+    async def answers() -> dict[str, tuple[bool, bool]]:
+        out = {}
+        for name, user in keys.items():
+            if ask == "litellm":
+                out[name] = (await model_access.may_use(user, "cheap", router), await model_access.may_use(user, "premium", router))
+            else:
+                check = model_access._key_and_team
+                out[name] = (
+                    await check(model="cheap", valid_token=user, llm_router=router),
+                    await check(model="premium", valid_token=user, llm_router=router),
+                )
+        return out
+
+    assert asyncio.run(answers()) == {"key": (True, False), "team": (True, False), "free": (True, True)}
+
+
+def test_sessions_in_memory_are_capped_least_recently_used_first() -> None:
+    """In process: a flood of new session ids keeps at most commands.max_sessions, and the one
+    forgotten is the least recently used."""
+    import asyncio
+
+    from litellm_failover_plugin.litellm.live import LiveRoutes
+    from litellm_failover_plugin.state.routes import MemoryRouteStore
+
+    section = {
+        "backends": {"alpha": {"provider": "openai", "api_keys": {"a1": "sk-x"}}},
+        "routes": {"r": {"elements": ["alpha:m"]}},
+        "commands": {"max_sessions": 3},
+    }
+    live = LiveRoutes(section, MemoryRouteStore(), clock=lambda: 1000.0)
+
+    async def main() -> None:
+        for sid in ("a", "b", "c"):
+            await live.set_session(sid, "r")
+        assert live.session_route("a") == "r"  # a used: b is now the least recently used
+        await live.set_session("d", "r")
+        assert list(live.sessions) == ["c", "a", "d"]
+        for i in range(10_000):
+            await live.set_session(f"flood-{i}", "r")
+        assert list(live.sessions) == ["flood-9997", "flood-9998", "flood-9999"]
+
+    asyncio.run(main())
+
+
+def test_a_session_id_is_scoped_by_the_caller() -> None:
+    """In process: the id a session is kept under."""
+    from types import SimpleNamespace
+
+    from litellm_failover_plugin.litellm.live import session_id
+
+    header = {"X-Session-Id": "shared"}
+    alice, bob = SimpleNamespace(token="hash-a"), SimpleNamespace(token="hash-b")
+    assert session_id(header, alice) != session_id(header, bob)
+    assert session_id(header, alice) == session_id({"x-session-id": "shared"}, alice)
+    assert session_id({}, alice) != session_id({}, bob) and session_id({}, alice) is not None
+    # no key at all (e.g. an auth that gives none): the user it names, else the header alone
+    assert session_id(header, SimpleNamespace(user_id="u1")) != session_id(header, SimpleNamespace(user_id="u2"))
+    assert session_id({}, SimpleNamespace()) is None and session_id(header, SimpleNamespace()) is not None
+    assert "shared" not in str(session_id(header, alice)) and "hash-a" not in str(session_id({}, alice))

@@ -167,3 +167,18 @@ def test_stored_routes_an_older_version_let_in_are_found_and_set_aside() -> None
 def test_config_refuses_a_name_ending_in_a_newline(where: str, section: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match=where):
         parse_settings(section)
+
+
+def test_help_takes_a_command_name() -> None:
+    from litellm_failover_plugin.commands import Command, execute
+
+    assert parse("!/help(route-append)") == Command("help", {"command": "route-append"})
+    assert parse("!/help(!/set)") == Command("help", {"command": "set"})
+    assert parse("!/help(command=unset)") == Command("help", {"command": "unset"})
+    reply = execute(parse("!/help(route-append)"), Overlay(), CATALOG).reply
+    assert reply == "!/route-append(name=<route>,element=<backend:model>)  add an element last"
+    with pytest.raises(CommandError, match="unknown command 'nope'"):
+        parse("!/help(nope)")
+    with pytest.raises(CommandError, match="unknown command"):
+        execute(parse("!/help(command=nope)"), Overlay(), CATALOG)
+
