@@ -128,6 +128,7 @@ def add_status_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
         return
 
     async def failover_status() -> dict[str, Any]:
+        await plugin_of().live.before_request()  # another process's change to the state file: shown now
         return await plugin_of().status()
 
     try:
