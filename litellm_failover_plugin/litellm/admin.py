@@ -156,6 +156,7 @@ def add_status_routes(plugin_of: Callable[[], FailoverPlugin]) -> None:
                 error_body("/failover/status needs a proxy admin (the master key or role proxy_admin)", FORBIDDEN_TYPE, 403),
                 status_code=403,
             )
+        await plugin.live.before_request()  # another process's change to the state file: shown now
         return await plugin.status()
 
     try:

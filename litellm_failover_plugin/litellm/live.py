@@ -215,6 +215,8 @@ class LiveRoutes(StoreKeeping):
                         if value != f"reload:{self.replica}":
                             await self._reload_announced()
                     elif kind == "routes":
+                        if not value.isdigit():  # not ours: nothing to apply
+                            continue
                         version = int(value)
                         if version > self.overlay.version:
                             await self._sync()
@@ -226,6 +228,10 @@ class LiveRoutes(StoreKeeping):
             except _REDIS_DOWN as e:
                 if not outage:
                     log.warning("failover routes: route store unreachable (%s); serving the routes known here", type(e).__name__)
+                outage = True
+                await asyncio.sleep(1.0)
+            except (StoreError, ValueError) as e:  # listening goes on; what was missed meanwhile is read again
+                log.warning("failover routes: route store listener: %s", e)
                 outage = True
                 await asyncio.sleep(1.0)
 

@@ -136,6 +136,8 @@ def test_a_damaged_state_file_never_fails_a_request(upstream: FakeUpstream, tmp_
     state = tmp_path / "config.failover-routes.json"
     with ProxyProcess(path, master_key=MASTER_KEY) as a, ProxyProcess(path, master_key=MASTER_KEY) as b:
         assert put(a, "kept", "alpha:k").status_code == 200
+        status = httpx.get(f"{b.url}/failover/status", headers=ADMIN, timeout=30).json()
+        assert "kept" in {d["route"] for d in status["deployments"]}, "so does GET /failover/status"
         assert "kept" in names(b), "GET /failover/routes shows another process's change at once"
         good = state.read_text()
         for how in ("garbage", "symlink", "directory"):

@@ -267,3 +267,12 @@ async def test_a_flushed_redis_is_noticed_without_an_outage(
     assert (await a.store.load()).routes.keys() == {"kept", "more"}
     store = a.store
     await eventually(lambda: store.session("h:session-1"))  # written back once a replica looked
+
+
+async def test_a_message_that_is_not_ours_does_not_stop_a_replica_listening(replicas: tuple[LiveRoutes, LiveRoutes]) -> None:
+    a, b = replicas
+    assert isinstance(a.store, RedisRouteStore)
+    await a.store._redis.publish(a.store.channel, "not-a-version")
+    await asyncio.sleep(0.3)
+    await make(a, "after-garbage", "alpha:a1")
+    await eventually(lambda: "after-garbage" in b.settings.routes)
