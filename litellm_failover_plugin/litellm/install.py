@@ -44,7 +44,6 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
-    router.get_model_ids = _HiddenDeploymentIds(router)  # type: ignore[method-assign]
     _log_routes("failover routes installed", plans)
     return runner
 
@@ -146,26 +145,6 @@ class _HiddenKeyGroups:
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[str]:
         return [n for n in self._original(*args, **kwargs) if not n.startswith(KEYS_GROUP_PREFIX)]
-
-
-class _HiddenDeploymentIds:
-    """The router's deployment ids without the plugin's (the routes' fronts and key
-    deployments) when all ids are asked for: code that picks among a router's ids (LiteLLM's
-    tests, the proxy's DB sync, which deletes the ids it does not know) must not pick ours.
-    Asked for by model name, every id is there: LiteLLM and the plugin look routes up that way."""
-
-    def __init__(self, router: Router) -> None:
-        current = vars(router).get("get_model_ids")
-        self._original: Callable[..., list[str]] = (
-            current._original if isinstance(current, _HiddenDeploymentIds) else router.get_model_ids
-        )
-        self._router = router
-
-    def __call__(self, model_name: str | None = None, exclude_team_models: bool = False) -> list[str]:
-        ids = self._original(model_name=model_name, exclude_team_models=exclude_team_models)
-        if model_name is not None:
-            return ids
-        return [i for i in ids if not is_ours(self._router, i)]
 
 
 def installed_runner(router: Any) -> FailoverRunner | None:

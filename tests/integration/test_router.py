@@ -303,18 +303,3 @@ async def test_a_rebuilt_proxy_router_keeps_what_the_process_knew_of_the_keys(
     assert a1 in rebuilt.suspects and a1 in rebuilt.herd.failing
     assert rebuilt.waiters["chat"] is first.waiters["chat"]  # requests waiting in it are released by either
 
-
-async def test_the_routers_ids_are_model_lists_not_the_plugins_deployments(upstream: FakeUpstream) -> None:
-    """Code that picks among `router.get_model_ids()` picked a route's key deployment or its
-    front; asked by model name, the router still finds them (the plugin and LiteLLM look them up)."""
-    router = make_router(upstream, policy="km")
-    [plain] = router.get_model_ids(model_name="plain")
-    assert router.get_model_ids() == [plain]
-    assert router.get_model_ids(exclude_team_models=True) == [plain]
-    assert len(router.get_model_ids(model_name=keys_group("chat"))) == 4
-    assert router.get_model_ids(model_name="chat") == [front_id("chat")]
-    assert router.has_model_id(front_id("chat"))
-    response = await router.acompletion(model="chat", messages=MESSAGES)
-    assert response._hidden_params["additional_headers"]["x-failover-key"] == "a1"
-    attach(router, settings(upstream, policy="m"))  # installed again: one wrapper, same answer
-    assert router.get_model_ids() == [plain]
