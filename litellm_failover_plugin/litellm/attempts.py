@@ -111,9 +111,16 @@ async def _call_once(runner: FailoverRunner, call: Call, t0: float) -> tuple[Any
         silent = Failure(None, Kind.TIMEOUT, "the upstream sent no response headers")
         raise StreamFailed(stream_failure(fault, 0, silent, after_s=limit), fault, 0) from None
     response = await adapter.set_response_headers(runner.router, response, call.run.plan.name, call_kwargs)
-    if not supports(response, fn):
-        return await adapter.first_chunk_or_raise(response), None
     rest = None if limit is None else max(0.0, limit - (runner.clock() - t0))
+    if not supports(response, fn):  # other endpoints' streams: their first chunk within first_chunk_s too
+        try:
+            async with asyncio.timeout(rest) as cm:
+                return await adapter.first_chunk_or_raise(response), None
+        except TimeoutError:
+            if not cm.expired():
+                raise
+            fault = Fault.FIRST_CHUNK_TIMEOUT
+            raise StreamFailed(stream_failure(fault, 0, after_s=limit), fault, 0) from None
     opened = await open_stream(response, rest, runner._redact, after_s=limit)
     opened.latency_ms = (runner.clock() - t0) * 1000
     return response, opened

@@ -283,6 +283,48 @@ def build_app(state: _State) -> web.Application:
             }
         )
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        """OpenAI's /v1/responses, streamed (what LiteLLM calls for /v1/responses and, on an openai
+        backend, /v1/messages): the same behaviours as chat streams (delays, faults)."""
+        body = await request.json()
+        key = _key_of(request)
+        model = str(body.get("model", ""))
+        state.received.append(Received(key, model, bool(body.get("stream")), time.time(), str(body.get("input", ""))[:200]))
+        b = state.by_key.get(key, state.default)
+        if b.silent:
+            await _gone(request, b.stall_s)
+            return web.Response(status=500)
+        if b.status != 200:
+            error = {"message": b.message or f"{state.name} says {b.status}", "type": b.error_type}
+            return web.json_response({"error": error}, status=b.status)
+        text = b.text if b.text is not None else ["Hello ", f"from {state.name}"]
+        rid = f"resp_{state.name}_{time.monotonic_ns()}"
+
+        def response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status, "model": model,
+                    "output": output, "usage": {"input_tokens": 5, "output_tokens": len(text), "total_tokens": 5 + len(text)}}  # fmt: skip
+
+        def event(kind: str, **fields: Any) -> bytes:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode()
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if b.first_chunk_delay_s:
+            await _gone(request, b.first_chunk_delay_s)
+        await resp.write(event("response.created", sequence_number=0, response=response("in_progress", [])))
+        for i, t in enumerate(text):
+            if b.fault and i == b.fault_after:
+                return await _fault(request, resp, b, state.name, model)
+            if i and b.chunk_delay_s:
+                await asyncio.sleep(b.chunk_delay_s)
+            delta = {"sequence_number": i + 1, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": t}
+            await resp.write(event("response.output_text.delta", **delta))
+        message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": "".join(text), "annotations": []}]}  # fmt: skip
+        await resp.write(event("response.completed", sequence_number=len(text) + 1, response=response("completed", [message])))
+        await resp.write_eof()
+        return resp
+
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
 
@@ -311,6 +353,7 @@ def build_app(state: _State) -> web.Application:
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat)  # Azure
     app.router.add_post("/openai/deployments/{deployment}/embeddings", embeddings)
     app.router.add_post("/v1/messages", messages)  # Anthropic
+    app.router.add_post("/v1/responses", responses)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/_control", control)
     app.router.add_get("/_requests", requests_)

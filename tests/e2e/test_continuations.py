@@ -86,8 +86,8 @@ def partial(upstream: FakeUpstream) -> str:
 
 def test_a_continuation_that_repeats_the_answer_is_not_sent_twice(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     cut_after_two(upstream, Behavior(text=ANSWER))  # answers from the start, as many models do
-    text, _, error, _ = stream(client, "repeat")
-    print(f"\nrepeat: client got {text!r}, error={error}")
+    text, _, error, took = stream(client, "repeat")
+    print(f"\nrepeat: client got {text!r}, error={error}; ended after {took:.2f}s")
     assert error is None
     assert partial(upstream) in ("One two ", "One ")
     assert text == "One two three four"  # once: the repeated part was held back
@@ -98,8 +98,8 @@ def test_a_continuation_that_rewrites_the_answer_ends_with_the_typed_error(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
     cut_after_two(upstream, Behavior(text=["One ", "too ", "many ", "words"]))
-    text, _, error, _ = stream(client, "diverge")
-    print(f"\ndiverge: client got {text!r}, then {error}")
+    text, _, error, took = stream(client, "diverge")
+    print(f"\ndiverge: client got {text!r}, then {error}; ended after {took:.2f}s")
     assert text == partial(upstream)  # nothing of the other answer was spliced in
     assert isinstance(error, openai.APIError) and isinstance(error.body, dict)
     assert error.body["type"] == "failover_stream_interrupted"
@@ -108,7 +108,8 @@ def test_a_continuation_that_rewrites_the_answer_ends_with_the_typed_error(
 
 def test_a_model_that_refuses_prefill_gets_the_instruction_form(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     cut_after_two(upstream, Behavior(reject_prefill=True, text=["three ", "four"]))
-    text, _, error, _ = stream(client, "prefill")
+    text, _, error, took = stream(client, "prefill")
+    print(f"\nprefill refused: client got {text!r}; ended after {took:.2f}s")
     assert error is None and text == partial(upstream) + "three four"
     assert [r.key for r in upstream.received] == [A1, B1, B1]
     asked_prefill, asked_again = upstream.received[1].messages, upstream.received[2].messages
@@ -132,7 +133,8 @@ def test_a_stream_of_several_choices_ends_with_the_typed_error_not_a_mixed_conti
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
     cut_after_two(upstream, Behavior(text=["three ", "four"]))
-    _, _, error, _ = stream(client, "choices", n=2)
+    _, _, error, took = stream(client, "choices", n=2)
+    print(f"\nn=2: {error}; ended after {took:.2f}s")
     assert isinstance(error, openai.APIError) and "n=2" in error.message
     assert [r.key for r in upstream.received] == [A1]
 
