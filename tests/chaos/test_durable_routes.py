@@ -228,7 +228,9 @@ def test_redis_restarted_empty_deletes_no_route_and_no_session(upstream: FakeUps
             wait_for(lambda: len(traffic.results) >= 10, what="traffic")
             redis_server.stop()
             redis_server.start()  # empty: no persistence
+            back = time.monotonic()
             wait_for(lambda: client.get("litellm_failover:routes") is not None, what="the routes written back")
+            print(f"routes written back {time.monotonic() - back:.1f} s after Redis came back empty")  # `-s` shows it
             wait_for(lambda: all("re-read" in p.log_text() for p in (a, b)), what="both replicas re-read")
             seen = len(traffic.results)
             wait_for(lambda: len(traffic.results) >= seen + 20, what="traffic after the re-read")
