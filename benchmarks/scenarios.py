@@ -56,6 +56,22 @@ def run(upstream: FakeUpstream, proxy: ProxyProcess, model: Callable[[int], str]
     return out
 
 
+def plugin_config(url: str) -> dict[str, Any]:
+    """The plugin's proxy: route `r<i>` per scenario, primary then backup, continue mode."""
+    backends = {
+        "a": {"provider": "openai", "api_base": url, "api_keys": {"a": A}},
+        "b": {"provider": "openai", "api_base": url, "api_keys": {"b": B}},
+    }
+    return {
+        "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
+        "failover_settings": {
+            "defaults": {"stream_timeouts": {"first_chunk_s": 1, "between_chunks_s": 1}, "mid_stream": "continue"},
+            "backends": backends,
+            "routes": {f"r{i}": {"policy": "m", "elements": [f"a:p{i}", f"b:b{i}"]} for i in range(len(SCENARIOS))},
+        },
+    }
+
+
 def main() -> None:
     n = len(SCENARIOS)
     with FakeUpstream("scenarios") as u:
@@ -69,18 +85,7 @@ def main() -> None:
         }
         with ProxyProcess(plain) as p:
             plain_results = run(u, p, lambda i: f"p{i}")
-        backends = {
-            "a": {"provider": "openai", "api_base": u.url, "api_keys": {"a": A}},
-            "b": {"provider": "openai", "api_base": u.url, "api_keys": {"b": B}},
-        }
-        plugin = {
-            "litellm_settings": {"callbacks": "litellm_failover_plugin.plugin"},
-            "failover_settings": {
-                "defaults": {"stream_timeouts": {"first_chunk_s": 1, "between_chunks_s": 1}, "mid_stream": "continue"},
-                "backends": backends,
-                "routes": {f"r{i}": {"policy": "m", "elements": [f"a:p{i}", f"b:b{i}"]} for i in range(n)},
-            },
-        }
+        plugin = plugin_config(u.url)
         with ProxyProcess(plugin) as p:
             plugin_results = run(u, p, lambda i: f"r{i}")
 
