@@ -24,7 +24,7 @@ from ..decisions import Snapshot, retry_wait
 from ..instrumentation import UpstreamLatency
 from ..routing import Candidate, FailoverRun, Outcome, Verdict
 from ..streaming import Fault, StreamFailed, continuation_form, stream_failure
-from . import adapter, failure_log
+from . import adapter, failure_log, other_streams
 from .outcome import local_failure, record
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
 from .translate import classify, name_served_model, total_tokens
@@ -188,7 +188,9 @@ async def _failed(runner: FailoverRunner, call: Call, exc: Exception, retry: int
 async def _served(runner: FailoverRunner, call: Call, response: Any, opened: Opened | None, t0: float) -> Any:
     """A candidate answered: record it; a stream is handed to its supervisor."""
     run, c = call.run, call.candidate
-    if opened is None:  # a supervised stream reports when it ends
+    # a /v1/messages or /v1/responses stream is watched too, and reports when it ends
+    watched = opened is None and call.kwargs.get("stream") is True and other_streams.supports(response)
+    if opened is None and not watched:  # a supervised stream reports when it ends
         runner._observe(c.health_id, True, (runner.clock() - t0) * 1000)
         await runner.report(c.health_id, Signal.SUCCESS, call.snap.breakers.get(c.health_id))
         await runner.count_tokens(c, total_tokens(response))  # a key with a tpm limit only
@@ -208,4 +210,6 @@ async def _served(runner: FailoverRunner, call: Call, response: Any, opened: Ope
     if opened is not None:
         ctx = StreamContext(run, call.snap, call.original_function, call.args, call.kwargs, call.deadline)
         return Supervised(runner, ctx, opened, c).install()
+    if watched:
+        return other_streams.watch(runner, run, call.snap, c, response, t0)
     return response

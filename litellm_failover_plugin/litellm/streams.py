@@ -296,33 +296,38 @@ class Supervised:
                 fitted = self._fitted(chunk, fit, content, finish)
                 if fitted is None:
                     continue  # held back: it repeats what the client has
-                content = fitted
+                chunk, content = fitted
             self.ctx.text += content
             if self.first_id is None:
                 self.first_id = getattr(chunk, "id", None)
             self.part_tokens = total_tokens(chunk) or self.part_tokens
-            chunk.model = candidate.model  # who served this chunk, not the route's name
+            if getattr(chunk, "model", None) != candidate.model and hasattr(chunk, "model_copy"):
+                # who served this chunk, not the route's name; a copy: LiteLLM prices the stream
+                # from the chunks it kept, with the provider's model name (as the proxy does)
+                chunk = chunk.model_copy(update={"model": candidate.model})
             if continued:
                 self._as_continuation(chunk, finish)
             yield chunk
 
     @staticmethod
-    def _fitted(chunk: Any, fit: Reconciler, content: str, finish: str | None) -> str | None:
-        """A continuation's chunk with only the text the client does not have yet: its new
-        content, or None to hold the chunk back. Raises Diverged (nothing spliced)."""
+    def _fitted(chunk: Any, fit: Reconciler, content: str, finish: str | None) -> tuple[Any, str] | None:
+        """A continuation's chunk with only the text the client does not have yet (a copy when
+        that changes its content: LiteLLM prices the stream from the chunks it kept), and that
+        text; None to hold the chunk back. Raises Diverged (nothing spliced)."""
         sent = fit.feed(content) if content else ""
         if finish:
             sent += fit.end()
         if fit.verdict is Verdict.DIVERGED:
             raise Diverged(fit.why)
-        if sent != content:
+        if not sent and not finish and getattr(chunk, "usage", None) is None and fit.verdict is Verdict.PENDING:
+            return None
+        if sent != content and hasattr(chunk, "model_copy"):
+            chunk = chunk.model_copy(deep=True)
             for choice in getattr(chunk, "choices", None) or ():
                 delta = getattr(choice, "delta", None)
                 if delta is not None:
                     delta.content = sent or None
-        if not sent and not finish and getattr(chunk, "usage", None) is None and fit.verdict is Verdict.PENDING:
-            return None
-        return sent
+        return chunk, sent
 
     def _as_continuation(self, chunk: Any, finish: str | None) -> None:
         """A continuation's chunk, made part of the answer the client has: same id, no second

@@ -10,6 +10,7 @@ after it (breakers are per backend, model and key).
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,7 @@ ROUTES = {
     "silent": _route("silent"),
     "choices": _route("choices"),
     "served": _route("served"),
+    **{f"burst-{i}": _route(f"burst-{i}", mid_stream="error") for i in range(8)},
 }
 
 
@@ -155,3 +157,15 @@ def test_the_model_named_is_the_one_that_served(client: openai.OpenAI, upstream:
         ["served-primary", "served-primary", "served-backup", "served-backup"],
         ["served-primary", "served-backup", "served-backup"],  # the chunk written just before a cut may be lost
     )
+
+
+def test_every_chunk_sent_before_a_cut_arrives_in_a_burst(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """8 streams at once, each cut right after its second chunk: each client gets both chunks,
+    then the typed error (the second was often lost on a busy proxy: litellm/transport.py)."""
+    upstream.set(Behavior(fault="cut", fault_after=2, text=ANSWER))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: stream(client, f"burst-{i}"), range(8)))
+    texts = [r[0] for r in results]
+    print(f"\nburst of 8 cut streams: {sum(t == 'One two ' for t in texts)} of 8 got both chunks")
+    assert texts == ["One two "] * 8
+    assert all(isinstance(r[2], openai.APIError) for r in results)
