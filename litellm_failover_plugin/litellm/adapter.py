@@ -9,6 +9,7 @@ compat.py checks each of them on the installed LiteLLM before any route is insta
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -129,6 +130,22 @@ async def set_response_headers(router: Router, response: Any, model_group: str, 
     if END_CHECKS:  # the first route response is checked (selfcheck.py)
         note(SERVED)
     return await router.set_response_headers(response=response, model_group=model_group, request_kwargs=request_kwargs)
+
+
+@functools.cache
+def reads_first_chunk_in_call() -> bool:
+    """Whether the router's call of a stream returns only once LiteLLM has read its first chunk
+    (1.109: `_acompletion` awaits it and hands it to `_acompletion_streaming_iterator(...,
+    first_chunk=)`), so the wait for the first chunk happens inside the call."""
+    import inspect
+
+    from . import lookup
+
+    fn = lookup.function(Router, "_acompletion_streaming_iterator")
+    try:
+        return fn is not None and "first_chunk" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -22,6 +22,7 @@ from ..conditions import falls_over
 from ..decisions import Snapshot, retry_wait
 from ..instrumentation import UpstreamLatency
 from ..routing import Candidate, FailoverRun, Outcome, Verdict
+from ..streaming import Fault, StreamFailed, stream_failure
 from . import adapter, failure_log
 from .outcome import local_failure, record
 from .streams import Opened, StreamContext, Supervised, open_stream, supports
@@ -92,7 +93,10 @@ async def _call_once(runner: FailoverRunner, call: Call, t0: float) -> tuple[Any
         client = adapter.embedding_client(runner.router, id)  # one attempt, one call
         if client is not None:
             call_kwargs["client"] = client
-    response = await fn(*call.args, **call_kwargs)
+    if call.kwargs.get("stream") is True and adapter.reads_first_chunk_in_call():
+        response = await _first_chunk_in_call(runner, call, fn(*call.args, **call_kwargs), t0)
+    else:
+        response = await fn(*call.args, **call_kwargs)
     response = await adapter.set_response_headers(runner.router, response, call.run.plan.name, call_kwargs)
     if call.kwargs.get("stream") is not True:
         return response, None
@@ -102,6 +106,21 @@ async def _call_once(runner: FailoverRunner, call: Call, t0: float) -> tuple[Any
     opened = await open_stream(response, runner.stream_timeouts(call.candidate), left, runner._redact)
     opened.latency_ms = (runner.clock() - t0) * 1000
     return response, opened
+
+
+async def _first_chunk_in_call(runner: FailoverRunner, call: Call, made: Awaitable[Any], t0: float) -> Any:
+    """LiteLLM 1.109 waits for a stream's first chunk inside the call: the route's first_chunk_s
+    bounds the call then, as open_stream bounds the read after it on earlier releases."""
+    left = call.deadline - t0 if call.deadline is not None else None
+    limit = runner.stream_timeouts(call.candidate).next_wait(False, left)
+    try:
+        async with asyncio.timeout(limit) as cm:
+            return await made
+    except TimeoutError:
+        if not cm.expired():
+            raise
+        fault = Fault.FIRST_CHUNK_TIMEOUT
+        raise StreamFailed(stream_failure(fault, 0, after_s=limit), fault, 0) from None
 
 
 async def _failed(runner: FailoverRunner, call: Call, exc: Exception, retry: int, waited: float) -> float | None:
