@@ -9,6 +9,7 @@ compat.py checks each of them on the installed LiteLLM before any route is insta
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -67,6 +68,17 @@ def unshadow(router: Router) -> None:
     """Undo shadow_fallbacks (on a facade, its core's shadow too: `del` goes through to it)."""
     if FALLBACKS in vars(router):
         delattr(router, FALLBACKS)
+
+
+def model_name_methods(router: Router) -> list[str]:
+    """The router methods the proxy lists model names with (/v1/models, its model checks), where
+    the plugin hides its keys groups: `get_model_names`; on 1.109 /v1/models reads
+    `registry().names()`, which calls the core's `_core_get_model_names` (compat.py checks it)."""
+    core = calls_run_on(router)
+    return ["get_model_names"] + ([CORE_MODEL_NAMES] if core is not router and hasattr(core, CORE_MODEL_NAMES) else [])
+
+
+CORE_MODEL_NAMES = "_core_get_model_names"
 
 
 async def fallbacks_after(router: Router, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

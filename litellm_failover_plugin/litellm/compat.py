@@ -25,7 +25,7 @@ from litellm.router import Router
 
 from ..config import ConfigError
 from . import failure_log, lookup, rustcore
-from .adapter import AFTER_RETRIES, FALLBACKS
+from .adapter import AFTER_RETRIES, CORE_MODEL_NAMES, FALLBACKS
 
 log = logging.getLogger("litellm_failover_plugin")
 
@@ -143,6 +143,22 @@ def _hop_reenters(hop: str) -> bool:
     return f"self._router.{FALLBACKS}(" in _source(lookup.function(context, "with_fallbacks"))
 
 
+def _model_names() -> str | None:
+    """The proxy lists model names through what adapter.model_name_methods names (the plugin hides
+    its keys groups there): Router.get_model_names; on a 1.109 core, registry().names() calls
+    the core's _core_get_model_names."""
+    problem = _method(Router, "get_model_names", is_async=False, params=("team_id",))
+    if problem or runs_on(Router) is Router:
+        return problem
+    try:
+        registry = importlib.import_module("litellm.router_api").RouterRegistry
+    except (ImportError, AttributeError):
+        return "litellm.router_api has no RouterRegistry (how the proxy lists model names)"
+    if f"{CORE_MODEL_NAMES}(" not in _source(lookup.function(registry, "names")):
+        return f"RouterRegistry.names no longer lists model names through the core's {CORE_MODEL_NAMES}"
+    return _method(runs_on(Router), CORE_MODEL_NAMES, is_async=False, params=("team_id",))
+
+
 def _response_headers() -> str | None:
     return _method(
         Router, "set_response_headers", is_async=True, params=("response", "model_group", "request_kwargs")
@@ -242,6 +258,7 @@ HOOKS = (
     Hook("Router.async_function_with_fallbacks (shadowed)", False, _fallbacks),
     Hook("Router.async_function_with_fallbacks_common_utils (fallbacks after a route)", False, _fallback_step),
     Hook("Router.set_response_headers", False, _response_headers),
+    Hook("model names (keys groups hidden)", False, _model_names),
     Hook("stream wrapper", False, _stream_wrapper),
     Hook("cooldown cache", False, _cooldown_cache),
     Hook("CustomLogger.async_pre_call_hook", True, _pre_call_hook),

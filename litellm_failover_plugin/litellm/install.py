@@ -44,7 +44,8 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     transport.install()  # chunks sent before a cut are delivered
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
-    router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
+    for name in adapter.model_name_methods(router):
+        setattr(router, name, _HiddenKeyGroups(router, name))
     _log_routes("failover routes installed", plans)
     return runner
 
@@ -138,10 +139,10 @@ class _HiddenKeyGroups:
     """The router's model names without the routes' keys groups: /v1/models and the proxy's
     model checks list routes, never the groups of keys behind them."""
 
-    def __init__(self, router: Router) -> None:
-        current = vars(router).get("get_model_names")
+    def __init__(self, router: Router, name: str) -> None:
+        current = vars(router).get(name)
         self._original: Callable[..., list[str]] = (
-            current._original if isinstance(current, _HiddenKeyGroups) else router.get_model_names
+            current._original if isinstance(current, _HiddenKeyGroups) else getattr(router, name)
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[str]:

@@ -2,6 +2,7 @@
 moved some and widened one), the shadow is checked where the router's calls run, and LiteLLM's
 Rust core is refused at start-up and on traffic (rustcore.py)."""
 
+import contextvars
 import importlib.util
 from collections.abc import Iterator
 from typing import Any
@@ -207,12 +208,15 @@ def test_litellm_rust_true_in_the_process_refuses_routes(monkeypatch: pytest.Mon
 
 @needs_rust_bridge
 def test_a_rust_switch_turned_on_at_run_time_refuses_route_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    def route_request() -> None:  # in a context of its own, as the proxy's request task has
+        selfcheck.mark("chat")
+        selfcheck.entered({"model": "chat"})
+
     monkeypatch.delenv(rustcore.ENV, raising=False)
-    selfcheck.mark("chat")
-    selfcheck.entered({"model": "chat"})  # no switch: served
+    contextvars.copy_context().run(route_request)  # no switch: served
     monkeypatch.setenv(rustcore.ENV, "true")
     with pytest.raises(ProxyException) as exc:
-        selfcheck.entered({"model": "chat"})
+        contextvars.copy_context().run(route_request)
     assert exc.value.type == selfcheck.UNAVAILABLE_TYPE and exc.value.code == "503"
     assert "LITELLM_RUST=true" in exc.value.message
 
