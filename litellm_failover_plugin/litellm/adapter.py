@@ -9,7 +9,6 @@ compat.py checks each of them on the installed LiteLLM before any route is insta
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
