@@ -12,7 +12,7 @@ from litellm.types.router import Deployment
 from ..config import ConfigError, FailoverSettings
 from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
-from . import adapter, compat, failure_log, streams, transport
+from . import adapter, compat, failure_log, transport
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -38,7 +38,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     runner.restore = lambda: _place(router, runner.settings, runner.plans)
     adapter.shadow_fallbacks(router, runner)
     failure_log.install()
-    streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
+    transport.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     transport.install()  # chunks sent before a cut are delivered
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     router.get_model_names = _HiddenKeyGroups(router)  # type: ignore[method-assign]
