@@ -13,7 +13,7 @@ from ..config import ConfigError, FailoverSettings
 from ..instrumentation import RoutesServed
 from ..routing import KEYS_GROUP_PREFIX, RoutePlan, compile_routes, front_id, keys_group
 from ..state import StateStore
-from . import adapter, compat, failure_log, streams, transport
+from . import adapter, compat, failure_log, transport
 from .runner import FailoverRunner
 from .translate import build_deployments
 
@@ -41,7 +41,7 @@ def install(router: Router, settings: FailoverSettings, store: StateStore | None
     if unseen is not None:
         raise compat.UnsupportedLiteLLM([("Router.async_function_with_fallbacks (shadowed)", unseen)])
     failure_log.install()
-    streams.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
+    transport.warm_up()  # LiteLLM's first-call imports, so first_chunk_s measures the upstream
     transport.install()  # chunks sent before a cut are delivered
     router.function_with_fallbacks = _SyncGuard(router, runner)  # type: ignore[method-assign]
     for name in adapter.model_name_methods(router):

@@ -11,7 +11,6 @@ wrapper's generator with one that watches every further chunk.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,25 +78,6 @@ class Opened:
     progress: Progress
     inner: Any  # LiteLLM's CustomStreamWrapper underneath (knows whether a finish_reason came), or None
     latency_ms: float | None = None  # call to first content chunk
-
-
-# what LiteLLM imports on its first upstream calls (1.4-2.3 s before the first request left a cold
-# process, measured on a 2-core machine; 0.06 s once these are imported): imported when routes
-# are installed, so that first_chunk_s, which runs from the call, measures the upstream
-_FIRST_CALL_IMPORTS = (
-    "openai.resources",
-    "openai.lib.streaming.chat",
-    "litellm.litellm_core_utils.default_encoding",
-    "litellm.router_utils.baseline_request",
-)
-
-
-def warm_up() -> None:
-    for name in _FIRST_CALL_IMPORTS:
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # a module LiteLLM moved: only the first call is slower
-            log.debug("failover: warm-up import of %s failed: %s", name, type(e).__name__)
 
 
 def supports(response: Any, original_function: Callable[..., Any]) -> bool:
