@@ -43,6 +43,11 @@ RUNTIME_PARAMS = frozenset(
     }
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A run-time edit builds LiteLLM deployments on the event loop (every element x its keys): a
+# route of 1,000 elements held every request for 3.7 s, 100,000 for minutes, and again at each
+# restart. Routes have a few elements; config.yaml is not limited.
+MAX_RUNTIME_ELEMENTS = 64
+MAX_RUNTIME_ROUTES = 256
 
 
 class RouteEditError(ValueError):
@@ -144,7 +149,19 @@ def _existing(overlay: Overlay, catalog: Catalog, name: str) -> RouteMapping:
     return route
 
 
+def check_size(overlay: Overlay, name: str, route: Mapping[str, Any] | None) -> None:
+    """A run-time route has at most MAX_RUNTIME_ELEMENTS elements; the store at most MAX_RUNTIME_ROUTES routes."""
+    if route is not None:
+        elements = route.get("elements")
+        count = len(elements) if isinstance(elements, list) else 0
+        if count > MAX_RUNTIME_ELEMENTS:
+            raise RouteEditError(f"a route changed at run time has at most {MAX_RUNTIME_ELEMENTS} elements ({count} given); put larger routes in config.yaml")
+    if route is not None and name not in overlay.routes and len(overlay.routes) >= MAX_RUNTIME_ROUTES:
+        raise RouteEditError(f"at most {MAX_RUNTIME_ROUTES} routes may be changed at run time; reset some, or put them in config.yaml")
+
+
 def _write(overlay: Overlay, name: str, route: RouteMapping | None) -> Overlay:
+    check_size(overlay, name, route)
     return Overlay(overlay.version + 1, {**overlay.routes, name: route})
 
 
@@ -249,6 +266,7 @@ def unservable(overlay: Overlay, base: Mapping[str, RouteMapping]) -> dict[str, 
             if route is not None:
                 if not isinstance(route, Mapping):
                     raise RouteEditError("the stored route is not a mapping")
+                check_size(Overlay(), name, route)
                 for e in element_names(route):
                     if _CONTROL.search(e):
                         raise RouteEditError(f"element {e!r} contains a control character")

@@ -182,3 +182,24 @@ def test_help_takes_a_command_name() -> None:
     with pytest.raises(CommandError, match="unknown command"):
         execute(parse("!/help(command=nope)"), Overlay(), CATALOG)
 
+
+
+def test_a_run_time_route_is_bounded_in_elements_and_the_store_in_routes() -> None:
+    """An admin PUT of 100,000 elements held the event loop for minutes, and again at each
+    restart (found by an attack pass): a run-time route has at most MAX_RUNTIME_ELEMENTS."""
+    many = {"policy": "m", "elements": [f"alpha:m{i}" for i in range(100_000)]}
+    started = time.perf_counter()
+    with pytest.raises(RouteEditError, match=f"at most {rt.MAX_RUNTIME_ELEMENTS} elements"):
+        rt.put(Overlay(), CATALOG, "big", many)
+    assert time.perf_counter() - started < 2.0
+    overlay = Overlay()
+    for i in range(rt.MAX_RUNTIME_ELEMENTS - 1):  # config's chat has one already
+        overlay, _ = rt.add_element(overlay, CATALOG, "chat", f"beta:m{i}", first=False)
+    with pytest.raises(RouteEditError, match="at most"):
+        rt.add_element(overlay, CATALOG, "chat", "beta:one-more", first=False)
+    full = Overlay(1, {f"r{i}": {"policy": "m", "elements": []} for i in range(rt.MAX_RUNTIME_ROUTES)})
+    with pytest.raises(RouteEditError, match=f"at most {rt.MAX_RUNTIME_ROUTES} routes"):
+        rt.create(full, CATALOG, "another", "m")
+    rt.put(full, CATALOG, "r0", {"policy": "k", "elements": ["alpha:gpt-x"]})  # changing one that is there is fine
+    stored = Overlay(2, {"big": many, "small": {"elements": ["alpha:gpt-x"]}})  # as an older version stored it
+    assert set(rt.unservable(stored, CATALOG.base)) == {"big"}
