@@ -148,6 +148,37 @@ def reads_first_chunk_in_call() -> bool:
         return False
 
 
+@functools.cache
+def _eof_message() -> str | None:
+    from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+
+    eof = getattr(CustomStreamWrapper, "_stream_eof_error", None)
+    try:
+        return str(eof()) if callable(eof) else None
+    except Exception:
+        return None
+
+
+def ended_unfinished(exc: BaseException) -> bool:
+    """Whether a stream's error is LiteLLM saying the upstream ended without a finish_reason:
+    1.109 raises it (an APIConnectionError around CustomStreamWrapper._stream_eof_error()) where
+    earlier releases made a finish chunk up (streams.py tells those apart by inner_stream)."""
+    message = _eof_message()
+    if not message:
+        return False
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        if message in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "original_exception", None)]
+    return False
+
+
 async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
     yield first
     async for item in rest:
