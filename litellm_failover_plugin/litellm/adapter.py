@@ -9,6 +9,7 @@ compat.py checks each of them on the installed LiteLLM before any route is insta
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -129,6 +130,37 @@ async def set_response_headers(router: Router, response: Any, model_group: str, 
     if END_CHECKS:  # the first route response is checked (selfcheck.py)
         note(SERVED)
     return await router.set_response_headers(response=response, model_group=model_group, request_kwargs=request_kwargs)
+
+
+@functools.cache
+def _eof_message() -> str | None:
+    from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+
+    eof = getattr(CustomStreamWrapper, "_stream_eof_error", None)
+    try:
+        return str(eof()) if callable(eof) else None
+    except Exception:
+        return None
+
+
+def ended_unfinished(exc: BaseException) -> bool:
+    """Whether a stream's error is LiteLLM saying the upstream ended without a finish_reason:
+    1.109 raises it (an APIConnectionError around CustomStreamWrapper._stream_eof_error()) where
+    earlier releases made a finish chunk up (streams.py tells those apart by inner_stream)."""
+    message = _eof_message()
+    if not message:
+        return False
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        if message in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "original_exception", None)]
+    return False
 
 
 async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -107,6 +107,8 @@ def _info(chunk: Any) -> tuple[str, bool, bool, str | None]:
 def _failure_of(exc: BaseException, progress: Progress, redact: Redactor) -> tuple[Failure, Fault]:
     if isinstance(exc, StreamFailed):
         return exc.failure, exc.fault
+    if adapter.ended_unfinished(exc):  # LiteLLM 1.109 raises where earlier releases made a finish up
+        return stream_failure(Fault.UNFINISHED, progress.chunks), Fault.UNFINISHED
     cause = classify(exc, redact)
     chain = _chain(exc)
     malformed = any(isinstance(e, json.JSONDecodeError) for e in chain)
