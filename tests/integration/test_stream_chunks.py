@@ -2,6 +2,7 @@
 the reader was busy as the chunk and the cut arrived (litellm/transport.py)."""
 
 import asyncio
+from importlib.metadata import version
 from typing import Any
 
 import litellm
@@ -49,12 +50,19 @@ def litellm_own_transport() -> Any:
     transport.install()
 
 
+# Measured on 2026-12-07: LiteLLM 1.102.4, 1.106.12 and 1.108.14 drop the chunk; 1.109.3 hands
+# it out (its stream reading changed), 3 of 3 in two runs.
+PLAIN_LOSES_IT = tuple(int(p) for p in version("litellm").split(".")[:2]) < (1, 109)
+
+
 async def test_plain_litellm_loses_the_chunk_before_a_cut(upstream: FakeUpstream, litellm_own_transport: None) -> None:
+    """What LiteLLM's own transport makes of the cut: the chunk lost before 1.109, kept from it."""
     router = plain(upstream)
     await read_slowly(router)  # warm: a cold process's first call is slow enough to read both chunks at once
     upstream.set(**{"sk-a1": CUT})
+    expected = ("One ", "APIConnectionError") if PLAIN_LOSES_IT else ("One two ", "APIConnectionError")
     for _ in range(3):
-        assert await read_slowly(router) == ("One ", "APIConnectionError")
+        assert await read_slowly(router) == expected
 
 
 async def test_a_route_delivers_every_chunk_sent_before_a_cut(upstream: FakeUpstream) -> None:
